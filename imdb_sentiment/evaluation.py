@@ -1,0 +1,150 @@
+"""Metrics computed offline with numpy and scikit-learn, and the ``eval`` workflow."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imdb_sentiment.errors import DataError
+
+CHANCE_MARGIN = 0.02
+"""A model must beat the majority-class rate by this much to count as having learned."""
+
+
+def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1, ROC-AUC, MCC, log loss and the confusion matrix.
+
+    ``probs`` is ``(n, 2)`` or the positive-class probability ``(n,)``.
+    """
+    from sklearn import metrics as skm
+
+    y = np.asarray(labels).astype(int)
+    p = np.asarray(probs, dtype=np.float64)
+    p1 = p[:, 1] if p.ndim == 2 else p
+    pred = (p1 >= 0.5).astype(int)
+    both_classes = len(np.unique(y)) == 2
+    eps = 1e-7
+    cm = skm.confusion_matrix(y, pred, labels=[0, 1])
+    return {
+        "n": int(len(y)),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(skm.roc_auc_score(y, p1)) if both_classes else float("nan"),
+        "mcc": float(skm.matthews_corrcoef(y, pred)) if both_classes else 0.0,
+        "log_loss": float(skm.log_loss(y, np.clip(p1, eps, 1 - eps), labels=[0, 1])),
+        "majority_rate": float(max(np.mean(y), 1 - np.mean(y))) if len(y) else 0.0,
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def at_chance(metrics: dict[str, Any], margin: float = CHANCE_MARGIN) -> bool:
+    """True when accuracy does not beat always guessing the majority class."""
+    return bool(metrics["accuracy"] <= metrics["majority_rate"] + margin)
+
+
+def trainer_metrics(eval_pred: Any) -> dict[str, float]:
+    """``compute_metrics`` for ``transformers.Trainer``: scalar metrics only."""
+    from imdb_sentiment.predict import softmax
+
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    m = compute_metrics(labels, softmax(np.asarray(logits)))
+    return {k: v for k, v in m.items() if isinstance(v, float) and k != "majority_rate"}
+
+
+@dataclass
+class EvalResult:
+    """What ``eval`` measured and where it wrote it."""
+
+    name: str
+    metrics: dict[str, Any]
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def predictions_frame(texts: list[str], labels: np.ndarray, probs: np.ndarray,
+                      extra: dict[str, Any] | None = None) -> Any:
+    """Per-review predictions as a DataFrame (text, label, predicted, probability, correct)."""
+    import pandas as pd
+
+    p1 = probs[:, 1]
+    pred = (p1 >= 0.5).astype(int)
+    frame = pd.DataFrame(
+        {
+            "text": texts,
+            "label": np.asarray(labels).astype(int),
+            "predicted": pred,
+            "positive_probability": p1,
+            "correct": pred == np.asarray(labels).astype(int),
+        }
+    )
+    for key, values in (extra or {}).items():
+        frame[key] = values
+    return frame
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def evaluate(
+    run: str | Path,
+    *,
+    split: str = "test",
+    file: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    max_samples: int | None = None,
+    batch_size: int = 64,
+) -> EvalResult:
+    """Evaluate a trained run on a prepared split or a labelled file; write metrics and predictions.
+
+    Results go to ``<run>/eval/<name>/`` where name is the split or the file's stem.
+    """
+    from imdb_sentiment import data as data_mod
+    from imdb_sentiment.predict import Predictor
+    from imdb_sentiment.runs import run_data_dir
+
+    run_path = Path(run)
+    predictor = Predictor.from_path(run_path, batch_size=batch_size)
+    if file is not None:
+        frame = data_mod.read_labelled_file(file, text_column=text_column, label_column=label_column)
+        name = f"file-{Path(file).stem}"
+    else:
+        if split not in data_mod.SPLITS:
+            raise DataError(f"unknown split '{split}'; choose one of {', '.join(data_mod.SPLITS)}")
+        frame = data_mod.load_split(data_dir or run_data_dir(run_path), split)
+        name = split
+    if max_samples is not None and max_samples < len(frame):
+        frame = frame.sample(n=max_samples, random_state=0).sort_index()
+    texts = frame["text"].tolist()
+    labels = frame["label"].to_numpy()
+    enc = predictor.encode(texts)
+    from imdb_sentiment.predict import softmax
+
+    probs = softmax(predictor.logits(enc), predictor.settings.temperature)
+    metrics = compute_metrics(labels, probs)
+    metrics["source"] = str(file) if file is not None else f"{split} split"
+    out_dir = (run_path if (run_path / "model").is_dir() else predictor.model_dir or run_path)
+    out_dir = Path(out_dir) / "eval" / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {"n_tokens": enc.n_tokens, "truncated": enc.truncated}
+    if "rating" in frame.columns:
+        extra["rating"] = frame["rating"].to_numpy()
+    preds = predictions_frame(texts, labels, probs, extra)
+    preds_path = out_dir / "predictions.parquet"
+    preds.to_parquet(preds_path, index=False)
+    metrics_path = out_dir / "metrics.json"
+    write_json(metrics_path, metrics)
+    return EvalResult(name=name, metrics=metrics, out_dir=out_dir, files=[metrics_path, preds_path])
