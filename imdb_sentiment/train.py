@@ -18,7 +18,7 @@ import numpy as np
 
 from imdb_sentiment import __version__
 from imdb_sentiment.config import Config
-from imdb_sentiment.errors import DataError, TrainingFailedError
+from imdb_sentiment.errors import ConfigError, DataError, TrainingFailedError
 from imdb_sentiment.modeling import (
     InferenceSettings,
     encode,
@@ -79,7 +79,20 @@ def training_arguments(cfg: Config, run_dir: Path, report_to: str) -> TrainingAr
     precision = resolve_precision(t.precision)
     strategy = "steps" if t.eval_steps > 0 else "epoch"
     distributed_cpu = world_size() > 1 and not torch.cuda.is_available()
+    try:
+        return _training_arguments(cfg, run_dir, report_to, precision, strategy, distributed_cpu)
+    except ValueError as exc:
+        raise ConfigError(f"invalid training settings: {str(exc).splitlines()[0]}") from None
+
+
+def _training_arguments(cfg: Config, run_dir: Path, report_to: str, precision: str,
+                        strategy: str, distributed_cpu: bool) -> TrainingArguments:
+    import torch
+    from transformers import TrainingArguments
+
+    t = cfg.training
     return TrainingArguments(
+        use_cpu=not torch.cuda.is_available(),
         output_dir=str(run_dir / "checkpoints"),
         run_name=run_dir.name,
         learning_rate=t.learning_rate,
@@ -126,18 +139,25 @@ def _sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     return subset
 
 
-def _dataset(tokenizer: Any, frame: pd.DataFrame, cfg: Config) -> Any:
-    from datasets import Dataset
+class EncodedReviews:
+    """Tokenized reviews as the map-style dataset Trainer expects (one dict per review)."""
 
+    def __init__(self, input_ids: list[list[int]], labels: list[int]) -> None:
+        self.input_ids = input_ids
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        ids = self.input_ids[i]
+        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": self.labels[i]}
+
+
+def _dataset(tokenizer: Any, frame: pd.DataFrame, cfg: Config) -> EncodedReviews:
     m = cfg.model
     enc = encode(tokenizer, frame["text"].tolist(), m.max_length, m.truncation, m.head_tokens)
-    return Dataset.from_dict(
-        {
-            "input_ids": enc.input_ids,
-            "attention_mask": enc.attention_mask,
-            "labels": frame["label"].astype(int).tolist(),
-        }
-    )
+    return EncodedReviews(enc.input_ids, frame["label"].astype(int).tolist())
 
 
 def _agree_on_run_name(name: str | None, model_name: str) -> str:
