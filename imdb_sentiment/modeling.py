@@ -108,12 +108,15 @@ def _load_failure(name_or_path: str, exc: Exception) -> str:
 
 def load_model_for_training(name_or_path: str) -> PreTrainedModel:
     """A pretrained encoder with a fresh two-way classification head and our label maps."""
+    import torch
     from transformers import AutoModelForSequenceClassification
 
     _quiet_transformers()
     try:
+        # float32 master weights whatever the checkpoint's dtype; mixed precision is autocast.
         return AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID
+            name_or_path, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID,
+            dtype=torch.float32,
         )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(_load_failure(name_or_path, exc)) from None

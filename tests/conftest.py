@@ -107,9 +107,9 @@ def tiny_train_overrides(model: Path, data: Path, output_dir: Path, name: str) -
         "run.output_dir": str(output_dir),
         "run.name": name,
         "run.report_to": "none",
-        "training.learning_rate": 3e-3,
-        "training.epochs": 3,
-        "training.batch_size": 16,
+        "training.learning_rate": 5e-3,
+        "training.epochs": 2,
+        "training.batch_size": 8,
         "training.logging_steps": 5,
         "training.warmup_ratio": 0.0,
     }

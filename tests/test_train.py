@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import tiny_train_overrides
+
+from imdb_sentiment.config import resolve
+from imdb_sentiment.errors import ConfigError, DataError, ModelError, RunError, TrainingFailedError
+from imdb_sentiment.runs import LATEST_FILE, resolve_run
+from imdb_sentiment.train import _sample, train
+
+
+def _cfg(tiny_model: Path, data: Path, runs: Path, name: str, **extra: object):
+    return resolve(overrides={**tiny_train_overrides(tiny_model, data, runs, name), **extra})
+
+
+def test_run_directory_is_self_describing(trained_run: Path, prepared_data: Path) -> None:
+    for name in ("config.yaml", "data_manifest.json", "metrics.json", "status.json",
+                 "processes.json", "validation_predictions.parquet"):
+        assert (trained_run / name).is_file(), name
+    model = trained_run / "model"
+    assert (model / "model.safetensors").is_file()
+    assert (model / "tokenizer.json").is_file() or (model / "vocab.txt").is_file()
+    config = json.loads((model / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    settings = json.loads((model / "imdb_sentiment.json").read_text())
+    assert settings["max_length"] == 64 and settings["truncation"] == "head+tail"
+    assert settings["head_tokens"] == 16
+
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["state"] == "succeeded"
+    assert metrics["metrics"]["accuracy"] > 0.8
+    assert metrics["metrics"]["world_size"] == 1
+    assert metrics["processes"][0]["optimizer_steps"] > 0
+
+    saved = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert saved["run"]["name"] == "tiny"
+    assert saved["training"]["learning_rate"] == pytest.approx(5e-3)
+
+    manifest = json.loads((trained_run / "data_manifest.json").read_text())
+    source = json.loads((prepared_data / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["sha256"] == source["splits"]["train"]["sha256"]
+    assert manifest["used"]["train_rows"] == source["splits"]["train"]["rows"]
+
+    assert (trained_run.parent / LATEST_FILE).read_text().strip() == "tiny"
+    assert resolve_run(None, trained_run.parent) == trained_run
+
+
+def test_existing_run_is_not_overwritten(tiny_model: Path, prepared_data: Path,
+                                         trained_run: Path) -> None:
+    before = (trained_run / "model" / "model.safetensors").read_bytes()
+    cfg = _cfg(tiny_model, prepared_data, trained_run.parent, "tiny")
+    with pytest.raises(RunError, match="already holds a run; pass --overwrite"):
+        train(cfg, log=lambda _m: None)
+    assert (trained_run / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_overwrite_replaces_a_run(tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "r")
+    train(cfg, log=lambda _m: None)
+    (tmp_path / "r" / "stale.txt").write_text("old")
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "r", **{"run.overwrite": True})
+    train(cfg, log=lambda _m: None)
+    assert not (tmp_path / "r" / "stale.txt").exists()
+    assert (tmp_path / "r" / "model" / "config.json").is_file()
+
+
+def test_resume_continues_from_the_latest_checkpoint(tiny_model: Path, prepared_data: Path,
+                                                    tmp_path: Path) -> None:
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "r")
+    train(cfg, log=lambda _m: None)
+    checkpoints = sorted((tmp_path / "r" / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints
+    messages: list[str] = []
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "r", **{"training.epochs": 3})
+    result = train(cfg, resume=True, log=messages.append)
+    assert any("resuming from" in m and checkpoints[-1].name in m for m in messages)
+    assert result.metrics["epochs_completed"] == pytest.approx(3.0)
+    # The resumed run trained only the third epoch: half as many steps as the first two.
+    assert result.processes[0]["optimizer_steps"] * 2 == int(checkpoints[-1].name.split("-")[1])
+
+
+def test_resume_with_nothing_to_resume(tiny_model: Path, prepared_data: Path,
+                                       tmp_path: Path) -> None:
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "never")
+    with pytest.raises(RunError, match="nothing to resume"):
+        train(cfg, resume=True, log=lambda _m: None)
+
+
+def test_a_run_at_chance_fails_loudly(tiny_model: Path, prepared_data: Path,
+                                      tmp_path: Path) -> None:
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "flat",
+               **{"training.learning_rate": 1e-9, "training.epochs": 1})
+    with pytest.raises(TrainingFailedError, match="TRAINING FAILED.*at chance"):
+        train(cfg, log=lambda _m: None)
+    run = tmp_path / "flat"
+    assert not (run / "model").exists()
+    assert json.loads((run / "status.json").read_text())["state"] == "failed"
+    assert json.loads((run / "metrics.json").read_text())["state"] == "failed"
+    assert not (tmp_path / LATEST_FILE).exists()
+    with pytest.raises(ModelError, match="did not produce a model"):
+        from imdb_sentiment.modeling import find_model_dir
+
+        find_model_dir(run)
+
+
+def test_bad_inputs_leave_nothing_behind(tiny_model: Path, prepared_data: Path,
+                                         tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="imdb-sentiment download"):
+        train(_cfg(tiny_model, tmp_path / "nodata", tmp_path / "runs", "x"), log=print)
+    with pytest.raises(ModelError, match="not a model folder"):
+        train(_cfg(tmp_path, prepared_data, tmp_path / "runs", "x"), log=print)
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_training_arguments_is_the_one_translation(tiny_model: Path, prepared_data: Path,
+                                                   tmp_path: Path) -> None:
+    from imdb_sentiment.train import training_arguments
+
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "t",
+               **{"training.eval_steps": 10, "training.warmup_ratio": 0.1})
+    args = training_arguments(cfg, tmp_path / "t", "none")
+    assert args.learning_rate == pytest.approx(5e-3)
+    assert args.per_device_train_batch_size == 8
+    assert args.eval_strategy == "steps" and args.eval_steps == 10
+    assert args.load_best_model_at_end and args.metric_for_best_model == "accuracy"
+    assert args.output_dir == str(tmp_path / "t" / "checkpoints")
+    assert args.weight_decay == pytest.approx(0.01)
+    assert not args.bf16 and not args.fp16  # auto precision is fp32 on CPU
+    assert args.report_to in ([], ["none"], "none", None)
+
+
+def test_invalid_trainer_settings_become_config_errors(tiny_model: Path, prepared_data: Path,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    from imdb_sentiment.train import training_arguments
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise ValueError("bf16 is not supported here\nmore detail")
+
+    monkeypatch.setattr(transformers, "TrainingArguments", refuse)
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "t")
+    with pytest.raises(ConfigError, match="invalid training settings: bf16 is not supported here$"):
+        training_arguments(cfg, tmp_path / "t", "none")
+
+
+def test_subsample_is_stratified_and_seeded() -> None:
+    frame = pd.DataFrame({"text": [f"r{i}" for i in range(100)], "label": [i % 2 for i in range(100)]})
+    a = _sample(frame, 20, 1)
+    assert len(a) == 20 and a["label"].sum() == 10
+    assert a.index.tolist() == _sample(frame, 20, 1).index.tolist()
+    assert _sample(frame, None, 1) is frame
+    assert len(_sample(frame, 500, 1)) == 100
