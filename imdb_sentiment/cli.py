@@ -32,7 +32,8 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a message stays one line in logs and pipes, whatever the terminal width.
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -128,7 +129,8 @@ def train(
     max_length: Annotated[int | None, typer.Option(
         help="Tokens per review after truncation [default: 512].")] = None,
     truncation: Annotated[str | None, typer.Option(
-        help="Which tokens of a long review to keep: head, tail or head+tail [default: head]."
+        help="Which tokens of a long review to keep: head, tail or head+tail (the first "
+             "quarter and the end; see docs/QUALITY.md) [default: head+tail]."
     )] = None,
     model: Annotated[str | None, typer.Option(
         help="Hub id, local folder, or alias (distilbert, minilm, bert, roberta) "
@@ -259,15 +261,38 @@ def eval_(
     max_samples: Annotated[int | None, typer.Option(
         help="Evaluate a seeded random subset of this many reviews.")] = None,
     batch_size: Annotated[int, typer.Option(help="Inference batch size.")] = 64,
+    long_reviews: Annotated[str, typer.Option(
+        help="truncate (cut as trained) or chunks (average overlapping windows over the whole "
+             "review).")] = "truncate",
+    robustness: Annotated[bool, typer.Option(
+        "--robustness", help="Also run typo, neutral-sentence and negation checks.")] = False,
+    robustness_samples: Annotated[int, typer.Option(
+        help="Reviews the robustness checks are generated from.")] = 200,
+    no_report: Annotated[bool, typer.Option(
+        "--no-report", help="Skip intervals, slices, plots, report.md and the model card.")
+    ] = False,
+    report_to: Annotated[str, typer.Option(
+        help="Also log the report to W&B: none, wandb or auto (W&B when installed).")] = "none",
 ) -> None:
-    """Accuracy, precision, recall, F1, ROC-AUC, MCC, log loss and confusion matrix."""
+    """Metrics with 95% intervals, slices by length and rating, calibration, worst errors, plots.
+
+    Writes metrics.json, predictions.parquet, misclassified.csv, plots/*.png and report.md to
+    <run>/eval/<split>/ and refreshes the model card (model/README.md).
+    """
     from imdb_sentiment.evaluation import evaluate
     from imdb_sentiment.runs import resolve_run
 
     if max_samples is not None and max_samples < 1:
         raise DataError("--max-samples must be at least 1")
     run_path = resolve_run(run)
+    from imdb_sentiment.long_reviews import check_mode
+
+    check_mode(long_reviews)
+    if report_to not in ("none", "wandb", "auto"):
+        raise DataError(f"--report-to must be none, wandb or auto, got {report_to!r}")
     result = evaluate(run_path, split=split, file=file, data_dir=data, text_column=text_column,
+                      long_reviews=long_reviews, report=not no_report, robustness=robustness,
+                      robustness_samples=robustness_samples, report_to=report_to, log=say,
                       label_column=label_column, max_samples=max_samples, batch_size=batch_size)
     m = result.metrics
     table = Table(title=f"{run_path} on {m['source']} ({m['n']:,} reviews)")
@@ -278,7 +303,24 @@ def eval_(
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     table.add_row("confusion [tn fp; fn tp]", f"[{tn} {fp}; {fn} {tp}]")
     console.print(table)
+    _print_eval_extras(m)
     console.print(f"wrote {', '.join(str(f) for f in result.files)}")
+
+
+def _print_eval_extras(m: dict[str, Any]) -> None:
+    """Intervals, calibration and robustness lines under the eval table, when measured."""
+    for key in ("accuracy", "f1", "roc_auc"):
+        iv = m.get("intervals", {}).get(key)
+        if iv:
+            console.print(f"{key}: {iv['value']:.4f} (95% CI {iv['low']:.4f}-{iv['high']:.4f})")
+    cal = m.get("calibration")
+    if cal and "ece_uncalibrated" in cal:
+        console.print(f"ECE {cal['ece_uncalibrated']:.4f} -> {cal['ece']:.4f}, Brier "
+                      f"{cal['brier_uncalibrated']:.4f} -> {cal['brier']:.4f} "
+                      f"(temperature {cal['temperature']:.3f})")
+    for name, r in m.get("robustness", {}).get("checks", {}).items():
+        rate = "n/a" if r["pass_rate"] is None else f"{r['pass_rate']:.1%}"
+        console.print(f"robustness {name}: {rate} of {r['cases']:,} passed")
 
 
 # ---------------------------------------------------------------------------------------- predict
@@ -343,16 +385,29 @@ def predict(
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing --output file.")] = False,
     batch_size: Annotated[int, typer.Option(help="Inference batch size.")] = 32,
+    long_reviews: Annotated[str, typer.Option(
+        help="truncate (cut as trained) or chunks (average overlapping windows over the whole "
+             "review).")] = "truncate",
+    uncertain_band: Annotated[str | None, typer.Option(
+        help="LO:HI, e.g. 0.4:0.6: label reviews whose positive probability is in the band "
+             "'uncertain' instead of guessing.")] = None,
+    backend: Annotated[str, typer.Option(
+        help="torch, onnx or onnx-int8 (the files `imdb-sentiment export` wrote).")] = "torch",
+    precision: Annotated[str, typer.Option(
+        help="torch backend: auto (bf16 on CPUs with native bf16), fp32 or bf16.")] = "auto",
 ) -> None:
-    """Label and probability for each review."""
-    from imdb_sentiment.predict import Predictor
+    """Label and (calibrated) probability for each review."""
+    from imdb_sentiment.predict import Predictor, apply_uncertain_band, parse_uncertain_band
     from imdb_sentiment.runs import resolve_run
 
     reviews = _gather_texts(texts, file, text_column)
     if output is not None and output.exists() and not overwrite:
         raise RunError(f"{output} already exists; pass --overwrite to replace it")
-    predictor = Predictor.from_path(resolve_run(model), batch_size=batch_size)
-    rows = [p.to_dict() for p in predictor.predict(reviews)]
+    band = parse_uncertain_band(uncertain_band) if uncertain_band is not None else None
+    predictor = Predictor.from_path(resolve_run(model), batch_size=batch_size,
+                                    long_reviews=long_reviews, backend=backend,
+                                    precision=precision)
+    rows = [p.to_dict() for p in apply_uncertain_band(predictor.predict(reviews), band)]
     if output is not None:
         _write_predictions(output, reviews, rows, overwrite)
         say(f"wrote {len(rows):,} predictions to {output}")
@@ -362,12 +417,126 @@ def predict(
             sys.stdout.write(json.dumps({"text": text, **row}, ensure_ascii=False) + "\n")
         return
     for text, row in zip(reviews, rows, strict=True):
-        colour = "green" if row["label"] == "positive" else "red"
+        colour = {"positive": "green", "negative": "red"}.get(row["label"], "yellow")
         preview = escape(text if len(text) <= 70 else text[:67] + "...")
         console.print(
             f"[{colour}]{row['label']:<8}[/] {row['positive_probability']:.3f}  {preview}",
             highlight=False, markup=True, soft_wrap=True,
         )
+
+
+# ----------------------------------------------------------------------------------------- export
+
+
+@app.command()
+@handle_errors
+def export(
+    run: Annotated[Path | None, typer.Argument(
+        help="Run directory or model folder [default: the latest run].")] = None,
+    format_: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    quantize: Annotated[str | None, typer.Option(
+        help="Also write a dynamically quantized model: int8.")] = None,
+    file: Annotated[Path | None, typer.Option(
+        help="Check parity on reviews from this file instead of the validation split.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="Prepared data folder [default: the one the run trained on].")] = None,
+    text_column: Annotated[str, typer.Option(help="Text column of --file.")] = "text",
+    max_samples: Annotated[int, typer.Option(help="Parity reviews to check.")] = 500,
+    min_agreement: Annotated[float, typer.Option(
+        help="Refuse the export below this label agreement with PyTorch.")] = 0.995,
+    optimize: Annotated[bool, typer.Option(
+        "--optimize/--no-optimize", help="Fuse attention and LayerNorm kernels.")] = True,
+) -> None:
+    """Export to ONNX (and int8) next to the run's model, refused unless parity holds.
+
+    Writes <run>/model/onnx/model.onnx, model.int8.onnx and parity.json, only if each exported
+    model gives the PyTorch model's label on at least --min-agreement of the parity reviews.
+    """
+    from imdb_sentiment.errors import ConfigError, MissingExtraError
+    from imdb_sentiment.runs import resolve_run
+
+    if format_ != "onnx":
+        raise ConfigError(f"--format must be onnx, got {format_!r}")
+    if max_samples < 1:
+        raise DataError("--max-samples must be at least 1")
+    try:
+        from imdb_sentiment.export import export_onnx
+    except ImportError:
+        raise MissingExtraError("onnxruntime", "export") from None
+    result = export_onnx(resolve_run(run), quantize=quantize, file=file, data_dir=data,
+                         text_column=text_column, max_samples=max_samples,
+                         min_agreement=min_agreement, optimize=optimize, log=say)
+    table = Table(title=f"parity with PyTorch on {result.parity[0].n:,} reviews ({result.source})")
+    for col in ("model", "label agreement", "max |Δp|", "mean |Δp|", "accuracy"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in result.parity:
+        acc = "-" if r.accuracy is None else f"{r.accuracy:.4f} (torch {r.torch_accuracy:.4f})"
+        table.add_row(r.file, f"{r.agreement:.2%}", f"{r.max_abs_diff:.4f}",
+                      f"{r.mean_abs_diff:.5f}", acc)
+    console.print(table)
+    console.print(f"wrote {', '.join(str(f) for f in result.files)}")
+
+
+# ------------------------------------------------------------------------------------------ serve
+
+
+@app.command()
+@handle_errors
+def serve(
+    run: Annotated[Path | None, typer.Argument(
+        help="Run directory or model folder [default: the latest run].")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8.")] = "torch",
+    precision: Annotated[str, typer.Option(
+        help="torch backend: auto (bf16 on CPUs with native bf16), fp32 or bf16.")] = "auto",
+    max_batch_size: Annotated[int, typer.Option(
+        help="Most reviews merged into one model call.")] = 32,
+    batch_window_ms: Annotated[float, typer.Option(
+        help="How long a request waits for others to share its model call.")] = 5.0,
+    batching: Annotated[bool, typer.Option(
+        "--batching/--no-batching", help="Merge concurrent requests into one model call.")
+    ] = True,
+    max_texts: Annotated[int, typer.Option(help="Most reviews per request (413 beyond).")] = 64,
+    max_chars: Annotated[int, typer.Option(
+        help="Most characters per review (413 beyond).")] = 50_000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the model over HTTP: POST /predict, /health, /ready, /metrics, a web page at /.
+
+    Set IMDB_SENTIMENT_API_KEY to require that key (X-API-Key header or Bearer token) on
+    /predict and /metrics. OpenAPI docs are at /docs.
+    """
+    from imdb_sentiment.errors import ConfigError, MissingExtraError
+    from imdb_sentiment.modeling import find_model_dir
+    from imdb_sentiment.predict import BACKENDS, PRECISIONS
+    from imdb_sentiment.runs import resolve_run
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    for name, value in (("--max-batch-size", max_batch_size), ("--max-texts", max_texts),
+                        ("--max-chars", max_chars)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    if batch_window_ms < 0:
+        raise ConfigError(f"--batch-window-ms must be >= 0, got {batch_window_ms}")
+    run_path = resolve_run(run)
+    model_dir = find_model_dir(run_path)  # fail here, in one line, not in the server's log
+    if backend != "torch":
+        from imdb_sentiment.export import OnnxModel
+
+        OnnxModel.load(model_dir, quantized=backend == "onnx-int8")
+    try:
+        from imdb_sentiment import server
+    except ImportError:
+        raise MissingExtraError("fastapi", "serve") from None
+    options = server.ServeOptions(
+        backend=backend, precision=precision, max_texts=max_texts, max_chars=max_chars,
+        max_batch_size=max_batch_size, batch_window_ms=batch_window_ms, batching=batching)
+    say(f"serving {run_path} on http://{host}:{port} (docs at /docs)")
+    server.serve(run_path, host=host, port=port, options=options, log_level=log_level)
 
 
 def main() -> None:

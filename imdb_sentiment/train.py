@@ -122,6 +122,9 @@ def _training_arguments(cfg: Config, run_dir: Path, report_to: str, precision: s
         dataloader_num_workers=t.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         ddp_backend="gloo" if distributed_cpu else None,
+        # Sequence classification has one loss per review, not per token; averaging "tokens"
+        # across processes only inflates the logged loss by the world size.
+        average_tokens_across_devices=False,
         ddp_find_unused_parameters=False if world_size() > 1 else None,
         disable_tqdm=not is_main_process(),
         save_only_model=False,
@@ -156,7 +159,7 @@ class EncodedReviews:
 
 def _dataset(tokenizer: Any, frame: pd.DataFrame, cfg: Config) -> EncodedReviews:
     m = cfg.model
-    enc = encode(tokenizer, frame["text"].tolist(), m.max_length, m.truncation, m.head_tokens)
+    enc = encode(tokenizer, frame["text"].tolist(), m.max_length, m.truncation, m.head_budget)
     return EncodedReviews(enc.input_ids, frame["label"].astype(int).tolist())
 
 
@@ -241,9 +244,15 @@ def train(cfg: Config, *, resume: bool = False, log: Log = print) -> TrainResult
 
     from imdb_sentiment import data as data_mod
     from imdb_sentiment import tracking
-    from imdb_sentiment.calibration import brier_score, expected_calibration_error, fit_temperature
+    from imdb_sentiment.calibration import (
+        brier_score,
+        cross_fitted_ece,
+        expected_calibration_error,
+        fit_temperature,
+    )
     from imdb_sentiment.evaluation import at_chance, compute_metrics, trainer_metrics, write_json
     from imdb_sentiment.predict import softmax
+    from imdb_sentiment.report import bootstrap_intervals, write_model_card
 
     main = is_main_process()
     model_name = resolve_model_name(cfg.model.name)
@@ -335,6 +344,12 @@ def train(cfg: Config, *, resume: bool = False, log: Log = print) -> TrainResult
             "brier_after": brier_score(labels, after),
             "log_loss_after": compute_metrics(labels, softmax(logits, temperature))["log_loss"],
         }
+        # T was fitted on these same reviews; the cross-fitted figures are the honest "after".
+        honest = cross_fitted_ece(logits, labels, seed=cfg.training.seed)
+        metrics["calibration"].update({"ece_after_crossfit": honest["ece"],
+                                       "brier_after_crossfit": honest["brier"]})
+    metrics["intervals"] = bootstrap_intervals(labels, softmax(logits, temperature)[:, 1],
+                                               seed=cfg.training.seed)
 
     result = TrainResult(run_dir, metrics, args.world_size, processes)
     if not main:
@@ -366,12 +381,13 @@ def train(cfg: Config, *, resume: bool = False, log: Log = print) -> TrainResult
     InferenceSettings(
         max_length=cfg.model.max_length,
         truncation=cfg.model.truncation,
-        head_tokens=cfg.model.head_tokens,
+        head_tokens=cfg.model.head_budget,
         temperature=temperature,
         base_model=cfg.model.name,
     ).save(model_dir)
     _write_predictions(run_dir, val_df, logits, temperature)
     write_json(run_dir / "metrics.json", payload)
+    write_model_card(model_dir, run_dir)
     (run_dir / "processes.json").write_text(json.dumps(processes, indent=2) + "\n")
     write_status(run_dir, "succeeded")
     mark_latest(run_dir)
