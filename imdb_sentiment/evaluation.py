@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     eps = 1e-7
     cm = skm.confusion_matrix(y, pred, labels=[0, 1])
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy": float(skm.accuracy_score(y, pred)),
         "precision": float(skm.precision_score(y, pred, zero_division=0)),
         "recall": float(skm.recall_score(y, pred, zero_division=0)),
@@ -107,19 +108,32 @@ def evaluate(
     label_column: str = "label",
     max_samples: int | None = None,
     batch_size: int = 64,
+    long_reviews: str = "truncate",
+    report: bool = True,
+    robustness: bool = False,
+    robustness_samples: int = 200,
+    report_to: str = "none",
+    log: Callable[[str], None] = lambda _m: None,
 ) -> EvalResult:
     """Evaluate a trained run on a prepared split or a labelled file; write metrics and predictions.
 
-    Results go to ``<run>/eval/<name>/`` where name is the split or the file's stem.
+    Results go to ``<run>/eval/<name>/`` where name is the split or the file's stem. With
+    ``report`` (the default) they include bootstrap intervals, slices by length and rating,
+    calibration, the worst errors, PNG plots and ``report.md``, and the model card is refreshed.
+    ``long_reviews="chunks"`` reads long reviews whole in overlapping windows.
     """
     from imdb_sentiment import data as data_mod
-    from imdb_sentiment.predict import Predictor
+    from imdb_sentiment.long_reviews import chunked_probabilities
+    from imdb_sentiment.predict import Predictor, softmax
     from imdb_sentiment.runs import run_data_dir
 
+    if robustness_samples < 1:
+        raise DataError("--robustness-samples must be at least 1")
     run_path = Path(run)
-    predictor = Predictor.from_path(run_path, batch_size=batch_size)
+    predictor = Predictor.from_path(run_path, batch_size=batch_size, long_reviews=long_reviews)
     if file is not None:
-        frame = data_mod.read_labelled_file(file, text_column=text_column, label_column=label_column)
+        frame = data_mod.read_labelled_file(file, text_column=text_column,
+                                            label_column=label_column)
         name = f"file-{Path(file).stem}"
     else:
         if split not in data_mod.SPLITS:
@@ -130,12 +144,19 @@ def evaluate(
         frame = frame.sample(n=max_samples, random_state=0).sort_index()
     texts = frame["text"].tolist()
     labels = frame["label"].to_numpy()
+    settings = predictor.settings
     enc = predictor.encode(texts)
-    from imdb_sentiment.predict import softmax
-
-    probs = softmax(predictor.logits(enc), predictor.settings.temperature)
+    if long_reviews == "chunks":
+        windows, window_logits = predictor.window_logits(texts)
+        probs = chunked_probabilities(windows, window_logits, settings.temperature, softmax)
+        raw = chunked_probabilities(windows, window_logits, 1.0, softmax)
+    else:
+        logits = predictor.logits(enc)
+        probs, raw = softmax(logits, settings.temperature), softmax(logits)
     metrics = compute_metrics(labels, probs)
     metrics["source"] = str(file) if file is not None else f"{split} split"
+    metrics.update({"truncation": settings.truncation, "max_length": settings.max_length,
+                    "head_tokens": settings.head_tokens, "long_reviews": long_reviews})
     out_dir = (run_path if (run_path / "model").is_dir() else predictor.model_dir or run_path)
     out_dir = Path(out_dir) / "eval" / name
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +166,72 @@ def evaluate(
     preds = predictions_frame(texts, labels, probs, extra)
     preds_path = out_dir / "predictions.parquet"
     preds.to_parquet(preds_path, index=False)
+    files = [preds_path]
+
+    if robustness:
+        files.append(_robustness(predictor, texts, labels, probs[:, 1], robustness_samples,
+                                 out_dir, metrics, log))
     metrics_path = out_dir / "metrics.json"
+    if report:
+        files += _report(predictor, out_dir, preds, labels, probs, raw, enc.n_tokens,
+                         extra.get("rating"), metrics,
+                         f"{run_path.name} on {Path(file).name if file else metrics['source']}",
+                         report_to, log)
     write_json(metrics_path, metrics)
-    return EvalResult(name=name, metrics=metrics, out_dir=out_dir, files=[metrics_path, preds_path])
+    if report:
+        from imdb_sentiment.report import write_model_card
+
+        model_dir = predictor.model_dir or find_model_dir_of(run_path)
+        run_dir = model_dir.parent if (model_dir.parent / "config.yaml").is_file() else None
+        files.append(write_model_card(model_dir, run_dir))
+    return EvalResult(name=name, metrics=metrics, out_dir=out_dir, files=[metrics_path, *files])
+
+
+def find_model_dir_of(run: Path) -> Path:
+    """The model folder of a run directory or model folder."""
+    from imdb_sentiment.modeling import find_model_dir
+
+    return find_model_dir(run)
+
+
+def window_budget(predictor: Any) -> int:
+    """Tokens of review text one window holds (max length less the special tokens)."""
+    from imdb_sentiment.modeling import special_tokens
+
+    max_length = predictor.settings.max_length
+    model_max = getattr(predictor.tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < max_length:
+        max_length = model_max
+    prefix, suffix = special_tokens(predictor.tokenizer)
+    return int(max_length - len(prefix) - len(suffix))
+
+
+def _robustness(predictor: Any, texts: list[str], labels: np.ndarray, positive: np.ndarray,
+                samples: int, out_dir: Path, metrics: dict[str, Any],
+                log: Callable[[str], None]) -> Path:
+    from imdb_sentiment.robustness import cases_frame, run_checks
+
+    log(f"robustness: generating checks from {min(samples, len(texts)):,} reviews")
+    summary, cases = run_checks(lambda t: predictor.predict_proba(t)[:, 1], texts,
+                                labels.tolist(), samples=samples, original=positive.tolist())
+    path = out_dir / "robustness.csv"
+    cases_frame(cases).to_csv(path, index=False)
+    summary["file"] = path.name
+    metrics["robustness"] = summary
+    return path
+
+
+def _report(predictor: Any, out_dir: Path, preds: Any, labels: np.ndarray, probs: np.ndarray,
+            raw: np.ndarray, n_tokens: list[int], ratings: Any, metrics: dict[str, Any],
+            title: str, report_to: str, log: Callable[[str], None]) -> list[Path]:
+    from imdb_sentiment.report import ReportData, report_metrics, wandb_eval_run, write_report
+
+    data = ReportData(
+        texts=preds["text"].tolist(), labels=labels, positive=probs[:, 1], n_tokens=n_tokens,
+        budget=window_budget(predictor), uncalibrated=raw[:, 1],
+        ratings=None if ratings is None else np.asarray(ratings),
+        temperature=predictor.settings.temperature, long_reviews=metrics["long_reviews"],
+    )
+    metrics.update(report_metrics(data))
+    with wandb_eval_run(out_dir, title, report_to, log):
+        return write_report(out_dir, preds, data, metrics, title, log=log)

@@ -1,0 +1,231 @@
+#!/usr/bin/env python
+"""Inference benchmark: the plain transformers pipeline against the Predictor and ONNX exports.
+
+Every arm classifies the same labelled reviews at the same maximum length, each in a fresh
+subprocess so that peak memory (the process's max RSS) is its own. Reported per arm: reviews
+per second (tokenization included, after a short warm-up), peak RSS, accuracy, and agreement /
+max |Δp| with the Predictor in float32.
+
+    flock /tmp/imdb-cpu.lock .venv/bin/python scripts/bench_inference.py \\
+        --run /work/runs-shared/minilm-2k --n 1000 --max-length 128 \\
+        --out bench.json --markdown bench.md
+
+The ONNX arms need `imdb-sentiment export RUN --format onnx --quantize int8` first; they are
+skipped (and say so) when the files are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ARMS = ("pipeline", "pipeline-b32", "torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
+LABELS = {
+    "pipeline": "transformers pipeline (default batch size)",
+    "pipeline-b32": "transformers pipeline, batch 32",
+    "torch-fp32": "Predictor, PyTorch fp32 (length-sorted batches)",
+    "torch-bf16": "Predictor, PyTorch bf16",
+    "onnx-fp32": "Predictor, ONNX Runtime fp32",
+    "onnx-int8": "Predictor, ONNX Runtime int8 (dynamic)",
+}
+WARMUP = 16
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_pipeline(model_dir: Path, texts: list[str], max_length: int,
+                 batch_size: int | None) -> np.ndarray:
+    """Positive-class probabilities from ``transformers.pipeline`` as people usually call it."""
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=str(model_dir), device=-1)
+    kwargs: dict[str, Any] = {"truncation": True, "max_length": max_length, "top_k": None}
+    if batch_size:
+        kwargs["batch_size"] = batch_size
+    clf(texts[:WARMUP], **kwargs)
+    start = time.perf_counter()
+    out = clf(texts, **kwargs)
+    elapsed = time.perf_counter() - start
+    probs = np.array([next(d["score"] for d in row if d["label"] == "positive") for row in out])
+    return np.asarray([elapsed, *probs])
+
+
+def run_predictor(run: Path, texts: list[str], max_length: int, arm: str,
+                  batch_size: int) -> np.ndarray:
+    from imdb_sentiment.predict import Predictor
+
+    backend = {"onnx-fp32": "onnx", "onnx-int8": "onnx-int8"}.get(arm, "torch")
+    precision = "bf16" if arm == "torch-bf16" else "fp32"
+    kwargs: dict[str, Any] = {"batch_size": batch_size}
+    if backend == "torch":
+        kwargs["precision"] = precision
+    p = Predictor.from_path(run, backend=backend, **kwargs)
+    p.settings.max_length = max_length
+    # Temperature is a monotone rescaling; compare raw probabilities like the pipeline does.
+    p.settings.temperature = 1.0
+    p.predict_proba(texts[:WARMUP])
+    start = time.perf_counter()
+    probs = p.predict_proba(texts)[:, 1]
+    elapsed = time.perf_counter() - start
+    return np.asarray([elapsed, *probs])
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One arm in this process; writes ``{seconds, rss, probs}`` to ``args.result``."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import pandas as pd
+
+    from imdb_sentiment.modeling import find_model_dir
+
+    texts = pd.read_parquet(args.reviews)["text"].tolist()
+    rss_before = peak_rss_mb()
+    if args.worker.startswith("pipeline"):
+        batch = 32 if args.worker == "pipeline-b32" else None
+        res = run_pipeline(find_model_dir(args.run), texts, args.max_length, batch)
+    else:
+        res = run_predictor(Path(args.run), texts, args.max_length, args.worker, args.batch_size)
+    Path(args.result).write_text(json.dumps({
+        "seconds": float(res[0]), "probs": res[1:].tolist(),
+        "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": rss_before,
+    }))
+
+
+def pick_reviews(run: Path, data: str | None, split: str, n: int) -> Any:
+    from imdb_sentiment.data import load_split
+    from imdb_sentiment.runs import run_data_dir
+
+    frame = load_split(Path(data) if data else run_data_dir(run), split)
+    if n < len(frame):
+        frame = frame.sample(n=n, random_state=0)
+    return frame.reset_index(drop=True)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = report["arms"]
+    base = next((r for r in rows if r["arm"] == "pipeline" and "error" not in r), None)
+    lines = [
+        f"{report['n']:,} IMDB validation reviews, max length {report['max_length']} tokens, "
+        f"{report['cpu']} ({report['cores']} cores, native bf16: {report['native_bf16']}), "
+        f"torch {report['torch']}, onnxruntime {report['onnxruntime']}.",
+        "",
+        "| arm | reviews/s | vs pipeline | peak RSS (MB) | accuracy | Δ acc (pts) "
+        "| agreement with fp32 | max abs Δp vs fp32 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {LABELS[r['arm']]} | skipped: {r['error']} | | | | | | |")
+            continue
+        speed = f"{r['reviews_per_s'] / base['reviews_per_s']:.2f}x" if base else "-"
+        dacc = f"{100 * (r['accuracy'] - base['accuracy']):+.1f}" if base else "-"
+        agree = "-" if r.get("agreement") is None else f"{r['agreement']:.2%}"
+        dp = "-" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.4f}"
+        lines.append(f"| {LABELS[r['arm']]} | {r['reviews_per_s']:.1f} | {speed} | "
+                     f"{r['peak_rss_mb']:.0f} | {r['accuracy']:.4f} | {dacc} | {agree} | {dp} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="Run directory (or model folder).")
+    parser.add_argument("--data", help="Prepared data folder [default: the run's].")
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--n", type=int, default=1000, help="Reviews to classify.")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32, help="Predictor batch size.")
+    parser.add_argument("--arms", default=",".join(ARMS), help="Comma-separated subset.")
+    parser.add_argument("--out", default="bench_inference.json")
+    parser.add_argument("--markdown", help="Also write the table here.")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--reviews", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    import onnxruntime
+    import torch
+
+    from imdb_sentiment.predict import cpu_has_native_bf16
+
+    run = Path(args.run)
+    frame = pick_reviews(run, args.data, args.split, args.n)
+    labels = frame["label"].to_numpy()
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        reviews = Path(tmp) / "reviews.parquet"
+        frame[["text"]].to_parquet(reviews)
+        for arm in arms:
+            out = Path(tmp) / f"{arm}.json"
+            cmd = [sys.executable, __file__, "--run", str(run), "--worker", arm, "--reviews",
+                   str(reviews), "--result", str(out), "--max-length", str(args.max_length),
+                   "--batch-size", str(args.batch_size)]
+            print(f"[{arm}] running on {len(frame):,} reviews ...", file=sys.stderr, flush=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                reason = (proc.stderr.strip().splitlines() or ["failed"])[-1][:160]
+                results[arm] = {"arm": arm, "error": reason}
+                print(f"[{arm}] skipped: {reason}", file=sys.stderr)
+                continue
+            raw = json.loads(out.read_text())
+            probs = np.asarray(raw["probs"])
+            results[arm] = {
+                "arm": arm, "seconds": raw["seconds"],
+                "reviews_per_s": len(frame) / raw["seconds"],
+                "peak_rss_mb": raw["peak_rss_mb"],
+                "accuracy": float(np.mean((probs >= 0.5).astype(int) == labels)),
+                "probs": probs,
+            }
+            print(f"[{arm}] {results[arm]['reviews_per_s']:.1f} reviews/s, accuracy "
+                  f"{results[arm]['accuracy']:.4f}", file=sys.stderr, flush=True)
+    ref = results.get("torch-fp32", {}).get("probs")
+    rows = []
+    for arm in arms:
+        r = results[arm]
+        if "probs" in r and ref is not None:
+            r["agreement"] = float(np.mean((r["probs"] >= 0.5) == (ref >= 0.5)))
+            diff = np.abs(r["probs"] - ref)
+            r["max_abs_diff"], r["mean_abs_diff"] = float(diff.max()), float(diff.mean())
+        rows.append(r)
+    for r in rows:
+        r.pop("probs", None)
+    report = {
+        "n": len(frame), "max_length": args.max_length, "split": args.split, "run": str(run),
+        "batch_size": args.batch_size, "cpu": cpu_name(), "cores": os.cpu_count(),
+        "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__, "arms": rows,
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Predictor: length-sorted batches keep input order, precision choice, bf16 parity, errors."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synthetic_review
+from typer.testing import CliRunner
+
+from imdb_sentiment import predict as predict_mod
+from imdb_sentiment.cli import app
+from imdb_sentiment.errors import ConfigError, DataError, ModelError
+from imdb_sentiment.predict import Predictor, resolve_precision
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run: Path) -> Predictor:
+    return Predictor.from_path(trained_run, batch_size=4, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def reviews() -> list[str]:
+    rng = random.Random(7)
+    # Lengths from a few words to past the tiny model's 64-token window, in shuffled order.
+    return [synthetic_review(i % 2, rng, length=rng.choice([2, 5, 20, 40, 90])) for i in range(23)]
+
+
+def test_batches_are_sorted_and_padded_per_batch(predictor: Predictor, reviews: list[str]) -> None:
+    enc = predictor.encode(reviews)
+    lengths = [len(ids) for ids in enc.input_ids]
+    seen: list[int] = []
+    previous_width = 0
+    for idx, ids, mask in predictor._batches(enc):
+        assert len(idx) <= predictor.batch_size
+        width = max(lengths[i] for i in idx)
+        assert ids.shape == mask.shape == (len(idx), width)  # padded to this batch only
+        assert width >= previous_width
+        previous_width = width
+        for row, i in enumerate(idx):
+            assert mask[row].sum() == lengths[i]
+            assert ids[row, : lengths[i]].tolist() == enc.input_ids[i]
+            assert (ids[row, lengths[i] :] == predictor.pad_id).all()
+        seen.extend(int(i) for i in idx)
+    assert sorted(seen) == list(range(len(reviews)))
+    assert previous_width < max(lengths) or max(lengths) == previous_width
+
+
+def test_batched_predictions_match_one_at_a_time_in_input_order(
+    predictor: Predictor, reviews: list[str]
+) -> None:
+    batched = predictor.predict_proba(reviews)
+    single = np.vstack([predictor.predict_proba([r]) for r in reviews])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    preds = predictor.predict(reviews)
+    assert [p.positive_probability for p in preds] == pytest.approx(batched[:, 1].tolist())
+    assert any(p.truncated and p.read_fraction < 1 for p in preds)
+    assert all(p.read_fraction == 1.0 for p in preds if not p.truncated)
+
+
+def test_bf16_matches_fp32_within_tolerance(trained_run: Path, reviews: list[str],
+                                            predictor: Predictor) -> None:
+    bf16 = Predictor.from_path(trained_run, batch_size=8, precision="bf16")
+    assert bf16.precision == "bf16"
+    assert next(bf16.model.parameters()).dtype.is_floating_point  # type: ignore[union-attr]
+    p32 = predictor.predict_proba(reviews)[:, 1]
+    p16 = bf16.predict_proba(reviews)[:, 1]
+    assert np.mean((p32 >= 0.5) == (p16 >= 0.5)) >= predict_mod.BF16_MIN_AGREEMENT
+    assert np.abs(p32 - p16).max() <= predict_mod.BF16_MAX_ABS_DIFF
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        resolve_precision("fp8", "cpu")
+
+
+def test_cpu_flag_probe_returns_a_bool() -> None:
+    assert isinstance(predict_mod.cpu_has_native_bf16(), bool)
+
+
+def test_errors_are_one_line_and_specific(predictor: Predictor, trained_run: Path) -> None:
+    with pytest.raises(DataError, match="empty"):
+        predictor.predict([])
+    with pytest.raises(DataError, match="review 2 is empty"):
+        predictor.predict(["fine", "   "])
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        Predictor.from_path(trained_run, backend="tensorrt")
+    with pytest.raises(ModelError, match="imdb-sentiment export"):
+        Predictor.from_path(trained_run / "model", backend="onnx-int8")
+    with pytest.raises(ModelError, match="needs a PyTorch model"):
+        Predictor(None, predictor.tokenizer, predictor.settings)
+
+
+def test_cli_predict_precision_and_missing_onnx(trained_run: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["predict", "--model", str(trained_run), "--precision", "bf16",
+                             "--json", "wonderful brilliant film"])
+    assert ok.exit_code == 0, ok.output
+    assert '"label"' in ok.stdout
+    missing = runner.invoke(app, ["predict", "--model", str(trained_run), "--backend", "onnx",
+                                  "great"])
+    assert missing.exit_code == ModelError.exit_code
+    assert "imdb-sentiment export" in missing.output
+    assert "Traceback" not in missing.output
+    bad = runner.invoke(app, ["predict", "--model", str(trained_run), "--precision", "fp8", "x"])
+    assert bad.exit_code == ConfigError.exit_code
