@@ -201,7 +201,7 @@ def special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[
     """
     cached = getattr(tokenizer, "_imdb_sentiment_specials", None)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     probe = "movie"
     bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
     full = tokenizer(probe, add_special_tokens=True)["input_ids"]

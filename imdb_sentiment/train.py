@@ -73,7 +73,6 @@ def resolve_precision(precision: str) -> str:
 def training_arguments(cfg: Config, run_dir: Path, report_to: str) -> TrainingArguments:
     """Translate our config into ``TrainingArguments`` (the only place that does)."""
     import torch
-    from transformers import TrainingArguments
 
     t = cfg.training
     precision = resolve_precision(t.precision)
@@ -110,7 +109,7 @@ def _training_arguments(cfg: Config, run_dir: Path, report_to: str, precision: s
         eval_strategy=strategy,
         save_strategy=strategy,
         eval_steps=t.eval_steps or None,
-        save_steps=t.eval_steps or None,
+        save_steps=t.eval_steps or 500,  # ignored unless strategy is "steps"
         logging_strategy="steps",
         logging_steps=t.logging_steps,
         logging_first_step=True,
@@ -313,7 +312,7 @@ def train(cfg: Config, *, resume: bool = False, log: Log = print) -> TrainResult
         raise
 
     processes = recorder.gather(str(args.device))
-    prediction = trainer.predict(val_ds, metric_key_prefix="validation")
+    prediction = trainer.predict(val_ds, metric_key_prefix="validation")  # type: ignore[arg-type]
     logits = np.asarray(prediction.predictions)
     labels = np.asarray(prediction.label_ids)
     metrics = compute_metrics(labels, softmax(logits))

@@ -1,4 +1,4 @@
-"""Shared fixtures: synthetic reviews, a tiny DistilBERT and tokenizer, prepared data, a trained run.
+"""Shared fixtures: synthetic reviews, a tiny DistilBERT and tokenizer, prepared data, a run.
 
 Everything is built at test time, offline, on CPU, in seconds.
 """

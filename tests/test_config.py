@@ -37,7 +37,8 @@ def test_precedence_defaults_file_set_flags(tmp_path: Path) -> None:
 def test_unknown_yaml_key_lists_valid_keys(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("training:\n  lr: 1.0e-4\n")
-    with pytest.raises(ConfigError, match=r"unknown config key 'training.lr'.*training.learning_rate"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown config key 'training.lr'.*training.learning_rate"):
         resolve(path)
 
 

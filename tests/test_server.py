@@ -158,6 +158,41 @@ def test_concurrent_requests_are_merged(predictor: Predictor, batching: bool) ->
         assert calls == 8
 
 
+class _Poisoned:
+    """A predictor that refuses any batch holding the word 'poison'."""
+
+    def __init__(self, inner: Predictor) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def predict(self, texts: list[str]) -> list[object]:
+        from imdb_sentiment.errors import DataError
+
+        if any("poison" in t for t in texts):
+            raise DataError("this review is poisoned")
+        return self.inner.predict(texts)  # type: ignore[return-value]
+
+
+def test_one_bad_request_does_not_fail_the_batch(predictor: Predictor) -> None:
+    opts = ServeOptions(batch_window_ms=100, max_batch_size=64)
+    app = create_app(options=opts, predictor=_Poisoned(predictor))  # type: ignore[arg-type]
+
+    async def go() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                while (await c.get("/ready")).status_code != 200:
+                    await asyncio.sleep(0.02)
+                texts = ["superb", "awful", "poison pill", "great", "dull"]
+                return await asyncio.gather(*[c.post("/predict", json={"text": t})
+                                              for t in texts])
+
+    codes = [r.status_code for r in asyncio.run(go())]
+    assert codes == [200, 200, 422, 200, 200]
+
+
 def test_max_batch_size_splits_batches(predictor: Predictor) -> None:
     opts = ServeOptions(batch_window_ms=100, max_batch_size=4)
     app = create_app(options=opts, predictor=predictor)

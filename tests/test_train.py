@@ -95,7 +95,7 @@ def test_a_run_at_chance_fails_loudly(tiny_model: Path, prepared_data: Path,
                                       tmp_path: Path) -> None:
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "flat",
                **{"training.learning_rate": 1e-9, "training.epochs": 1})
-    with pytest.raises(TrainingFailedError, match="TRAINING FAILED.*at chance"):
+    with pytest.raises(TrainingFailedError, match=r"TRAINING FAILED.*at chance"):
         train(cfg, log=lambda _m: None)
     run = tmp_path / "flat"
     assert not (run / "model").exists()
@@ -146,12 +146,14 @@ def test_invalid_trainer_settings_become_config_errors(tiny_model: Path, prepare
 
     monkeypatch.setattr(transformers, "TrainingArguments", refuse)
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "t")
-    with pytest.raises(ConfigError, match="invalid training settings: bf16 is not supported here$"):
+    with pytest.raises(ConfigError,
+                       match=r"invalid training settings: bf16 is not supported here$"):
         training_arguments(cfg, tmp_path / "t", "none")
 
 
 def test_subsample_is_stratified_and_seeded() -> None:
-    frame = pd.DataFrame({"text": [f"r{i}" for i in range(100)], "label": [i % 2 for i in range(100)]})
+    frame = pd.DataFrame({"text": [f"r{i}" for i in range(100)],
+                          "label": [i % 2 for i in range(100)]})
     a = _sample(frame, 20, 1)
     assert len(a) == 20 and a["label"].sum() == 10
     assert a.index.tolist() == _sample(frame, 20, 1).index.tolist()
