@@ -236,6 +236,8 @@ def _train_here(cfg: Any, resume: bool) -> None:
     table.add_row("reviews", f"{m['n']:,}")
     if m.get("train_samples_per_second"):
         table.add_row("train samples/s", f"{m['train_samples_per_second']:.1f}")
+    if m.get("train_step_samples_per_second"):
+        table.add_row("  in training steps", f"{m['train_step_samples_per_second']:.1f}")
     table.add_row("processes", str(result.world_size))
     if "calibration" in m:
         table.add_row("temperature", f"{m['calibration']['temperature']:.3f}")

@@ -179,11 +179,18 @@ def _agree_on_run_name(name: str | None, model_name: str) -> str:
 
 
 class ProcessRecorder:
-    """Counts optimiser steps in each process, so a run can show every process took part."""
+    """Counts optimiser steps in each process, so a run can show every process took part.
+
+    It also times the training steps alone: Trainer's own samples/s includes the validation
+    passes and checkpoint writes, which a run with per-epoch evaluation pays for and a bare
+    training loop does not, so step time is what compares training speed fairly.
+    """
 
     def __init__(self) -> None:
         self.steps = 0
         self.samples = 0
+        self.step_seconds = 0.0
+        self._started = 0.0
 
     def callback(self) -> TrainerCallback:
         from transformers import TrainerCallback
@@ -191,13 +198,23 @@ class ProcessRecorder:
         recorder = self
 
         class _Callback(TrainerCallback):
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                recorder._started = time.perf_counter()
+
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                recorder.step_seconds += time.perf_counter() - recorder._started
                 recorder.steps += 1
                 recorder.samples += args.per_device_train_batch_size * (
                     args.gradient_accumulation_steps
                 )
 
         return _Callback()
+
+    @staticmethod
+    def step_throughput(processes: list[dict[str, Any]]) -> float | None:
+        """Training samples per second of step time, all processes together."""
+        slowest = max((p["step_seconds"] for p in processes), default=0.0)
+        return sum(p["samples_seen"] for p in processes) / slowest if slowest > 0 else None
 
     def gather(self, device: str) -> list[dict[str, Any]]:
         import torch
@@ -210,6 +227,7 @@ class ProcessRecorder:
             "device": device,
             "optimizer_steps": self.steps,
             "samples_seen": self.samples,
+            "step_seconds": round(self.step_seconds, 3),
         }
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             everyone: list[Any] = [None] * torch.distributed.get_world_size()
@@ -322,6 +340,7 @@ def train(cfg: Config, *, resume: bool = False, log: Log = print) -> TrainResult
             "validation_samples": len(val_df),
             "train_runtime_s": output.metrics.get("train_runtime"),
             "train_samples_per_second": output.metrics.get("train_samples_per_second"),
+            "train_step_samples_per_second": ProcessRecorder.step_throughput(processes),
             "train_loss": output.metrics.get("train_loss"),
             "epochs_completed": trainer.state.epoch,
             "best_checkpoint": trainer.state.best_model_checkpoint,
