@@ -33,9 +33,10 @@ PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 # bf16 parity with fp32, measured with scripts/bench_inference.py on 1,000 real IMDB validation
-# reviews (MiniLM fine-tuned on 2,000 reviews, 128 tokens): see docs/INFERENCE.md. "auto" picks
-# bf16 only where the CPU computes it natively (AMX or AVX512-BF16); elsewhere bf16 is emulated
-# and several times slower than fp32, so auto stays fp32.
+# reviews (MiniLM fine-tuned on 2,000 reviews, 128 tokens; docs/INFERENCE.md): labels agree on
+# 99.9%, |Δp| max 0.0115, mean 0.0008, accuracy 0.817 vs 0.816. The tolerance we hold bf16 to
+# (and test) is below. "auto" picks bf16 only where the CPU computes it natively (AMX or
+# AVX512-BF16); elsewhere bf16 is emulated and was 3x slower than fp32, so auto stays fp32.
 BF16_MIN_AGREEMENT = 0.995
 BF16_MAX_ABS_DIFF = 0.05
 

@@ -252,18 +252,24 @@ class MicroBatcher:
     async def _loop(self) -> None:
         while True:
             items = await self._collect()
-            if not items:
-                continue
-            try:
-                results = await self._run([i.texts for i in items])
-            except Exception as exc:  # handed to each waiting request, which maps it to HTTP
+            if items:
+                await self._answer(items)
+
+    async def _answer(self, items: list[_Pending]) -> None:
+        try:
+            results = await self._run([i.texts for i in items])
+        except Exception as exc:
+            if len(items) > 1:
+                # One request's reviews must not fail the others merged with it: retry alone.
                 for i in items:
-                    if not i.future.done():
-                        i.future.set_exception(exc)
-                continue
-            for i, result in zip(items, results, strict=True):
-                if not i.future.done():
-                    i.future.set_result(result)
+                    await self._answer([i])
+                return
+            if not items[0].future.done():  # the request maps it to an HTTP answer
+                items[0].future.set_exception(exc)
+            return
+        for i, result in zip(items, results, strict=True):
+            if not i.future.done():
+                i.future.set_result(result)
 
 
 # --------------------------------------------------------------------------------------- app
