@@ -211,7 +211,8 @@ def _train_distributed(cfg: Any, n: int, resume: bool) -> int:
         fh.write(cfg.to_yaml())
     try:
         say(f"launching {n} training processes with accelerate")
-        args = ["train", "--config", fh.name] + (["--resume"] if resume else [])
+        args = ["train", "--config", fh.name, "--run-name", cfg.run.name,
+                "--output-dir", cfg.run.output_dir] + (["--resume"] if resume else [])
         return launch.relaunch(n, args)
     finally:
         os.unlink(fh.name)

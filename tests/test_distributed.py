@@ -60,3 +60,22 @@ def test_process_count_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not already_distributed()
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert already_distributed()
+
+
+def test_resume_in_two_processes(tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for var in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
+        env.pop(var, None)
+    base = [sys.executable, "-m", "imdb_sentiment", "train", "--model", str(tiny_model),
+            "--data", str(prepared_data), "--output-dir", str(tmp_path), "--run-name", "ddp",
+            "--max-length", "64", "--lr", "5e-3", "--batch-size", "8", "--report-to", "none",
+            "--num-processes", "2"]
+    first = subprocess.run([*base, "--epochs", "2"], capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run([*base, "--epochs", "3", "--resume"], capture_output=True, text=True,
+                           env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stderr
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())["metrics"]
+    assert metrics["epochs_completed"] == pytest.approx(3.0) and metrics["world_size"] == 2
