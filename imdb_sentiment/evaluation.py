@@ -157,8 +157,8 @@ def evaluate(
     metrics["source"] = str(file) if file is not None else f"{split} split"
     metrics.update({"truncation": settings.truncation, "max_length": settings.max_length,
                     "head_tokens": settings.head_tokens, "long_reviews": long_reviews})
-    out_dir = (run_path if (run_path / "model").is_dir() else predictor.model_dir or run_path)
-    out_dir = Path(out_dir) / "eval" / name
+    # A run directory or a bare model folder: results go beside what was evaluated.
+    out_dir = run_path / "eval" / name
     out_dir.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {"n_tokens": enc.n_tokens, "truncated": enc.truncated}
     if "rating" in frame.columns:
