@@ -159,3 +159,27 @@ def test_subsample_is_stratified_and_seeded() -> None:
     assert a.index.tolist() == _sample(frame, 20, 1).index.tolist()
     assert _sample(frame, None, 1) is frame
     assert len(_sample(frame, 500, 1)) == 100
+
+
+def test_run_metrics_match_an_independent_pass_over_validation(trained_run: Path) -> None:
+    """The validation figures kept from training belong to the saved (best) model."""
+    from imdb_sentiment.evaluation import evaluate
+
+    saved = json.loads((trained_run / "metrics.json").read_text())["metrics"]
+    fresh = evaluate(trained_run, split="validation", report=False).metrics
+    assert fresh["n"] == saved["n"]
+    assert fresh["accuracy"] == pytest.approx(saved["accuracy"])
+    assert fresh["roc_auc"] == pytest.approx(saved["roc_auc"], abs=1e-4)
+
+
+def test_kept_logits_are_looked_up_by_checkpoint_step() -> None:
+    import numpy as np
+
+    from imdb_sentiment.train import ValidationLogits
+
+    kept = ValidationLogits()
+    kept.by_step[40] = (np.zeros((2, 2)), np.array([0, 1]))
+    assert kept.best("/runs/x/checkpoints/checkpoint-40") is kept.by_step[40]
+    assert kept.best("/runs/x/checkpoints/checkpoint-80") is None
+    assert kept.best(None) is None
+    assert kept.best("/runs/x/odd-name") is None
