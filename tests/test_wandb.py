@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_train_overrides
-from wandb_records import read_run
+from wandb_records import read_finished_run
 
 from imdb_sentiment.config import resolve
 from imdb_sentiment.train import train
@@ -32,7 +32,8 @@ def test_offline_run_records_config_curves_final_metrics_and_confusion_matrix(
     assert any("logging offline" in m and "wandb sync" in m for m in messages)
     run_files = list((result.run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(run_files) == 1
-    recorded = read_run(run_files[0])
+    recorded = read_finished_run(run_files[0])
+    assert recorded["exited"], "the offline run never recorded its exit"
 
     ours = recorded["config"]["imdb_sentiment"]
     assert ours["training"]["learning_rate"] == pytest.approx(5e-3)

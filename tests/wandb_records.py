@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def read_run(run_file: Path) -> dict[str, Any]:
     """Config, history rows and summary of an offline run."""
     from wandb.proto import wandb_internal_pb2
 
+    exited = False
     config: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
@@ -66,4 +68,20 @@ def read_run(run_file: Path) -> dict[str, Any]:
         elif kind == "summary":
             for item in record.summary.update:
                 summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return {"config": config, "history": history, "summary": summary}
+        elif kind == "exit":
+            exited = True
+    return {"config": config, "history": history, "summary": summary, "exited": exited}
+
+
+def read_finished_run(run_file: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """Like :func:`read_run`, once the run's exit record is on disk.
+
+    W&B's service process writes the file asynchronously, so the last records can land a
+    moment after ``run.finish()`` has returned.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        recorded = read_run(run_file)
+        if recorded["exited"] or time.monotonic() > deadline:
+            return recorded
+        time.sleep(0.2)
