@@ -179,19 +179,13 @@ def evaluate(
                          report_to, log)
     write_json(metrics_path, metrics)
     if report:
+        from imdb_sentiment.modeling import find_model_dir
         from imdb_sentiment.report import write_model_card
 
-        model_dir = predictor.model_dir or find_model_dir_of(run_path)
+        model_dir = predictor.model_dir or find_model_dir(run_path)
         run_dir = model_dir.parent if (model_dir.parent / "config.yaml").is_file() else None
         files.append(write_model_card(model_dir, run_dir))
     return EvalResult(name=name, metrics=metrics, out_dir=out_dir, files=[metrics_path, *files])
-
-
-def find_model_dir_of(run: Path) -> Path:
-    """The model folder of a run directory or model folder."""
-    from imdb_sentiment.modeling import find_model_dir
-
-    return find_model_dir(run)
 
 
 def window_budget(predictor: Any) -> int:
