@@ -123,8 +123,7 @@ def evaluate(
     ``long_reviews="chunks"`` reads long reviews whole in overlapping windows.
     """
     from imdb_sentiment import data as data_mod
-    from imdb_sentiment.long_reviews import chunked_probabilities
-    from imdb_sentiment.predict import Predictor, softmax
+    from imdb_sentiment.predict import Predictor
     from imdb_sentiment.runs import run_data_dir
 
     if robustness_samples < 1:
@@ -145,14 +144,8 @@ def evaluate(
     texts = frame["text"].tolist()
     labels = frame["label"].to_numpy()
     settings = predictor.settings
-    enc = predictor.encode(texts)
-    if long_reviews == "chunks":
-        windows, window_logits = predictor.window_logits(texts)
-        probs = chunked_probabilities(windows, window_logits, settings.temperature, softmax)
-        raw = chunked_probabilities(windows, window_logits, 1.0, softmax)
-    else:
-        logits = predictor.logits(enc)
-        probs, raw = softmax(logits, settings.temperature), softmax(logits)
+    probs_at, enc = predictor.scores(texts)
+    probs, raw = probs_at(settings.temperature), probs_at(1.0)
     metrics = compute_metrics(labels, probs)
     metrics["source"] = str(file) if file is not None else f"{split} split"
     metrics.update({"truncation": settings.truncation, "max_length": settings.max_length,

@@ -5,7 +5,7 @@ The CLI, the server and export parity checks all go through :class:`Predictor`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,17 +223,27 @@ class Predictor:
         enc = Encoded(ids, [[1] * len(x) for x in ids], [len(x) for x in ids], [False] * len(ids))
         return windows, self.logits(enc)
 
-    def _probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, Encoded]:
-        """Calibrated probabilities in the configured long-review mode, and the encoding."""
+    def scores(self, texts: Sequence[str]) -> tuple[Callable[[float], np.ndarray], Encoded]:
+        """One model pass in the configured long-review mode.
+
+        Returns a function from temperature to probabilities (so calibrated and raw
+        probabilities need no second pass) and the reviews' truncating encoding.
+        """
         enc = self.encode(texts)
         if self.long_reviews == "chunks":
-            windows, logits = self.window_logits(texts)
-            probs = chunked_probabilities(windows, logits, self.settings.temperature, softmax)
+            windows, window_logits = self.window_logits(texts)
+            return (lambda t: chunked_probabilities(windows, window_logits, t, softmax)), enc
+        logits = self.logits(enc)
+        return (lambda t: softmax(logits, t)), enc
+
+    def _probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, Encoded]:
+        """Calibrated probabilities in the configured long-review mode, and the encoding."""
+        probs_at, enc = self.scores(texts)
+        if self.long_reviews == "chunks":
             # Every token was read: report the review as whole.
             enc = Encoded(enc.input_ids, enc.attention_mask, enc.n_tokens,
                           [False] * len(enc.n_tokens))
-            return probs, enc
-        return softmax(self.logits(enc), self.settings.temperature), enc
+        return probs_at(self.settings.temperature), enc
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, shape ``(n, 2)``: column 0 negative, column 1 positive."""
