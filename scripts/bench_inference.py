@@ -65,7 +65,7 @@ def run_pipeline(model_dir: Path, texts: list[str], max_length: int,
 
 def run_predictor(run: Path, texts: list[str], max_length: int, arm: str,
                   batch_size: int) -> np.ndarray:
-    from imdb_sentiment.predict import Predictor
+    from imdb_sentiment.inference.predictor import Predictor
 
     backend = {"onnx-fp32": "onnx", "onnx-int8": "onnx-int8"}.get(arm, "torch")
     precision = "bf16" if arm == "torch-bf16" else "fp32"
@@ -88,7 +88,7 @@ def worker(args: argparse.Namespace) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import pandas as pd
 
-    from imdb_sentiment.modeling import find_model_dir
+    from imdb_sentiment.modeling.loading import find_model_dir
 
     texts = pd.read_parquet(args.reviews)["text"].tolist()
     rss_before = peak_rss_mb()
@@ -104,7 +104,7 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def pick_reviews(run: Path, data: str | None, split: str, n: int) -> Any:
-    from imdb_sentiment.data import load_split
+    from imdb_sentiment.data.prepare import load_split
     from imdb_sentiment.runs import run_data_dir
 
     frame = load_split(Path(data) if data else run_data_dir(run), split)
@@ -170,7 +170,7 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from imdb_sentiment.predict import cpu_has_native_bf16
+    from imdb_sentiment.inference.predictor import cpu_has_native_bf16
 
     run = Path(args.run)
     frame = pick_reviews(run, args.data, args.split, args.n)

@@ -25,8 +25,8 @@ from typing import Any
 
 
 def _subset(data: str, n_train: int, n_eval: int, seed: int) -> tuple[Any, Any]:
-    from imdb_sentiment import data as data_mod
-    from imdb_sentiment.train import _sample
+    from imdb_sentiment.data import prepare as data_mod
+    from imdb_sentiment.training.loop import _sample
 
     train = _sample(data_mod.load_split(data, "train"), n_train, seed)
     val = _sample(data_mod.load_split(data, "validation"), n_eval, seed)
@@ -43,8 +43,8 @@ def plain_arm(args: argparse.Namespace) -> dict[str, Any]:
         TrainingArguments,
     )
 
-    from imdb_sentiment.modeling import resolve_model_name
-    from imdb_sentiment.train import ProcessRecorder
+    from imdb_sentiment.modeling.loading import resolve_model_name
+    from imdb_sentiment.training.loop import ProcessRecorder
 
     train, val = _subset(args.data, args.train_samples, args.eval_samples, args.seed)
     name = resolve_model_name(args.model)
@@ -86,7 +86,7 @@ def plain_arm(args: argparse.Namespace) -> dict[str, Any]:
 
 def ours_arm(args: argparse.Namespace) -> dict[str, Any]:
     from imdb_sentiment.config import resolve
-    from imdb_sentiment.train import train
+    from imdb_sentiment.training.loop import train
 
     with tempfile.TemporaryDirectory() as runs:
         cfg = resolve(overrides={

@@ -73,8 +73,9 @@ def paired_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray, samples:
 def run_arm(arm: dict[str, Any], args: argparse.Namespace, val_file: Path,
             long_file: Path | None, full_report: bool) -> dict[str, Any]:
     from imdb_sentiment.config import resolve
-    from imdb_sentiment.evaluation import compute_metrics, evaluate
-    from imdb_sentiment.train import train
+    from imdb_sentiment.evaluation.evaluate import evaluate
+    from imdb_sentiment.metrics.classification import compute_metrics
+    from imdb_sentiment.training.loop import train
 
     overrides = {
         "model.name": args.model, "model.max_length": arm["max_length"],
@@ -198,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     arms = [parse_arm(a) for a in args.arms]
 
-    from imdb_sentiment import data as data_mod
-    from imdb_sentiment.modeling import load_tokenizer, resolve_model_name
-    from imdb_sentiment.report import manifest_hash
-    from imdb_sentiment.train import _sample
+    from imdb_sentiment.data import prepare as data_mod
+    from imdb_sentiment.evaluation.report import manifest_hash
+    from imdb_sentiment.modeling.loading import load_tokenizer, resolve_model_name
+    from imdb_sentiment.training.loop import _sample
 
     out_root = Path(args.output)
     out_root.mkdir(parents=True, exist_ok=True)

@@ -92,7 +92,7 @@ def synthetic_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared_data(tmp_path_factory: pytest.TempPathFactory, synthetic_source: Path) -> Path:
-    from imdb_sentiment.data import prepare
+    from imdb_sentiment.data.prepare import prepare
 
     out = tmp_path_factory.mktemp("prepared") / "imdb"
     prepare(str(synthetic_source), out, validation_fraction=0.2, seed=0, log=lambda _m: None)
@@ -120,7 +120,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
                 prepared_data: Path) -> Path:
     """One real (tiny) training run shared by the eval, predict and serving tests."""
     from imdb_sentiment.config import resolve
-    from imdb_sentiment.train import train
+    from imdb_sentiment.training.loop import train
 
     runs = tmp_path_factory.mktemp("runs")
     cfg = resolve(overrides=tiny_train_overrides(tiny_model, prepared_data, runs, "tiny"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imdb_sentiment.calibration import (
+from imdb_sentiment.metrics.calibration import (
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
     brier_score,
@@ -17,7 +17,7 @@ from imdb_sentiment.calibration import (
     fit_temperature,
     reliability_table,
 )
-from imdb_sentiment.predict import softmax
+from imdb_sentiment.metrics.classification import softmax
 
 
 def _calibrated_logits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +76,7 @@ def test_reliability_table_counts_every_review() -> None:
 
 
 def test_trained_run_stores_and_applies_its_temperature(trained_run: Path) -> None:
-    from imdb_sentiment.predict import Predictor
+    from imdb_sentiment.inference.predictor import Predictor
 
     metrics = json.loads((trained_run / "metrics.json").read_text())["metrics"]
     settings = json.loads((trained_run / "model" / "imdb_sentiment.json").read_text())

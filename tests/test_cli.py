@@ -12,7 +12,7 @@ import pytest
 from conftest import synthetic_frame
 from typer.testing import CliRunner
 
-from imdb_sentiment.cli import app
+from imdb_sentiment.cli.app import app
 
 runner = CliRunner()
 

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from imdb_sentiment import data
-from imdb_sentiment.data import (
+from imdb_sentiment.data import prepare as data
+from imdb_sentiment.data.prepare import (
     HUB_DATASET,
     MANIFEST,
     SPLITS,

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from imdb_sentiment.launch import already_distributed, launch_command, wanted_processes
+from imdb_sentiment.training.distributed import (
+    already_distributed,
+    launch_command,
+    wanted_processes,
+)
 
 
 def test_two_processes_both_train(tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:

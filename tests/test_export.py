@@ -11,10 +11,10 @@ import pytest
 from _serving import wait_ready
 from typer.testing import CliRunner
 
-from imdb_sentiment import export as export_mod
-from imdb_sentiment.cli import app
+from imdb_sentiment.cli.app import app
 from imdb_sentiment.errors import ConfigError, ModelError
-from imdb_sentiment.predict import Predictor
+from imdb_sentiment.export import onnx as export_mod
+from imdb_sentiment.inference.predictor import Predictor
 
 pytest.importorskip("onnxruntime")
 
@@ -107,7 +107,7 @@ def test_export_argument_errors(trained_run: Path) -> None:
 def test_cli_predict_and_serve_with_onnx(exported_run: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from imdb_sentiment.server import ServeOptions, create_app
+    from imdb_sentiment.serving.app import ServeOptions, create_app
 
     out = CliRunner().invoke(app, ["predict", "--model", str(exported_run), "--backend",
                                    "onnx-int8", "--json", "brilliant superb film"])

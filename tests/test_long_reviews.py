@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from imdb_sentiment.errors import ConfigError
-from imdb_sentiment.long_reviews import (
+from imdb_sentiment.modeling.loading import load_tokenizer
+from imdb_sentiment.modeling.tokenization import cut, encode, special_tokens
+from imdb_sentiment.modeling.windows import (
     average_by_review,
     check_mode,
     split_windows,
     window_starts,
 )
-from imdb_sentiment.modeling import cut, encode, load_tokenizer, special_tokens
 
 IDS = list(range(100, 120))  # 20 tokens
 
@@ -78,7 +79,8 @@ def test_check_mode() -> None:
 
 
 def test_predictor_chunks_average_window_probabilities(trained_run: Path) -> None:
-    from imdb_sentiment.predict import Predictor, softmax
+    from imdb_sentiment.inference.predictor import Predictor
+    from imdb_sentiment.metrics.classification import softmax
 
     truncating = Predictor.from_path(trained_run)
     chunking = Predictor.from_path(trained_run, long_reviews="chunks")
@@ -102,10 +104,10 @@ def test_truncation_settings_round_trip_through_a_run(
     """A run trained with head+tail saves it; Predictor and eval read reviews the same way."""
     from conftest import tiny_train_overrides
 
-    from imdb_sentiment import evaluation
     from imdb_sentiment.config import resolve
-    from imdb_sentiment.predict import Predictor
-    from imdb_sentiment.train import train
+    from imdb_sentiment.evaluation import evaluate as evaluation
+    from imdb_sentiment.inference.predictor import Predictor
+    from imdb_sentiment.training.loop import train
 
     overrides = tiny_train_overrides(tiny_model, prepared_data, tmp_path, "headtail")
     overrides.update({"model.truncation": "head+tail", "model.head_tokens": 5,

@@ -10,10 +10,10 @@ import pytest
 from conftest import synthetic_review
 from typer.testing import CliRunner
 
-from imdb_sentiment import predict as predict_mod
-from imdb_sentiment.cli import app
+from imdb_sentiment.cli.app import app
 from imdb_sentiment.errors import ConfigError, DataError, ModelError
-from imdb_sentiment.predict import Predictor, resolve_precision
+from imdb_sentiment.inference import predictor as predict_mod
+from imdb_sentiment.inference.predictor import Predictor, resolve_precision
 
 
 @pytest.fixture(scope="module")

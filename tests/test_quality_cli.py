@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imdb_sentiment.cli import app
+from imdb_sentiment.cli.app import app
 from imdb_sentiment.errors import ConfigError
-from imdb_sentiment.predict import Prediction, apply_uncertain_band, parse_uncertain_band
+from imdb_sentiment.inference.predictor import (
+    Prediction,
+    apply_uncertain_band,
+    parse_uncertain_band,
+)
 
 runner = CliRunner()
 

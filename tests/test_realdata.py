@@ -13,7 +13,7 @@ import pytest
 from conftest import SHARED_IMDB
 from typer.testing import CliRunner
 
-from imdb_sentiment.cli import app
+from imdb_sentiment.cli.app import app
 
 pytestmark = [
     pytest.mark.realdata,

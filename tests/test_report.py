@@ -12,8 +12,8 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from imdb_sentiment import report
 from imdb_sentiment.errors import MissingExtraError
+from imdb_sentiment.evaluation import report as report
 
 
 def _scores(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +116,7 @@ def test_training_writes_a_model_card(trained_run: Path) -> None:
 
 @pytest.fixture(scope="module")
 def evaluated(trained_run: Path) -> Any:
-    from imdb_sentiment.evaluation import evaluate
+    from imdb_sentiment.evaluation.evaluate import evaluate
 
     return evaluate(trained_run, split="validation", robustness=True, robustness_samples=20)
 
@@ -169,7 +169,7 @@ def test_eval_refreshes_the_model_card_with_eval_results(evaluated: Any,
 
 def test_report_without_matplotlib_skips_plots(trained_run: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from imdb_sentiment.evaluation import evaluate
+    from imdb_sentiment.evaluation.evaluate import evaluate
 
     def missing() -> Any:
         raise MissingExtraError("matplotlib", "plots")
@@ -187,7 +187,7 @@ def test_report_without_matplotlib_skips_plots(trained_run: Path, tmp_path: Path
 
 
 def test_no_report_writes_only_metrics_and_predictions(trained_run: Path, tmp_path: Path) -> None:
-    from imdb_sentiment.evaluation import evaluate
+    from imdb_sentiment.evaluation.evaluate import evaluate
 
     data = tmp_path / "bare.csv"
     pd.DataFrame({"text": ["great film", "awful film"], "label": [1, 0]}).to_csv(data,

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from imdb_sentiment import robustness as rb
+from imdb_sentiment.evaluation import robustness as rb
 
 
 def test_add_typos_is_seeded_and_small() -> None:

@@ -25,8 +25,8 @@ from schemathesis.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from imdb_sentiment.predict import Predictor  # noqa: E402
-from imdb_sentiment.server import ServeOptions, create_app  # noqa: E402
+from imdb_sentiment.inference.predictor import Predictor  # noqa: E402
+from imdb_sentiment.serving.app import ServeOptions, create_app  # noqa: E402
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 

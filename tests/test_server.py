@@ -11,14 +11,14 @@ import pytest
 from _serving import wait_ready
 from typer.testing import CliRunner
 
-from imdb_sentiment.cli import app as cli_app
+from imdb_sentiment.cli.app import app as cli_app
 from imdb_sentiment.errors import ConfigError, ModelError
-from imdb_sentiment.predict import Predictor
+from imdb_sentiment.inference.predictor import Predictor
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from imdb_sentiment.server import API_KEY_ENV, ServeOptions, create_app  # noqa: E402
+from imdb_sentiment.serving.app import API_KEY_ENV, ServeOptions, create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")

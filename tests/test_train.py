@@ -11,7 +11,7 @@ from conftest import tiny_train_overrides
 from imdb_sentiment.config import resolve
 from imdb_sentiment.errors import ConfigError, DataError, ModelError, RunError, TrainingFailedError
 from imdb_sentiment.runs import LATEST_FILE, resolve_run
-from imdb_sentiment.train import _sample, train
+from imdb_sentiment.training.loop import _sample, train
 
 
 def _cfg(tiny_model: Path, data: Path, runs: Path, name: str, **extra: object):
@@ -103,7 +103,7 @@ def test_a_run_at_chance_fails_loudly(tiny_model: Path, prepared_data: Path,
     assert json.loads((run / "metrics.json").read_text())["state"] == "failed"
     assert not (tmp_path / LATEST_FILE).exists()
     with pytest.raises(ModelError, match="did not produce a model"):
-        from imdb_sentiment.modeling import find_model_dir
+        from imdb_sentiment.modeling.loading import find_model_dir
 
         find_model_dir(run)
 
@@ -119,7 +119,7 @@ def test_bad_inputs_leave_nothing_behind(tiny_model: Path, prepared_data: Path,
 
 def test_training_arguments_is_the_one_translation(tiny_model: Path, prepared_data: Path,
                                                    tmp_path: Path) -> None:
-    from imdb_sentiment.train import training_arguments
+    from imdb_sentiment.training.loop import training_arguments
 
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "t",
                **{"training.eval_steps": 10, "training.warmup_ratio": 0.1})
@@ -139,7 +139,7 @@ def test_invalid_trainer_settings_become_config_errors(tiny_model: Path, prepare
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import transformers
 
-    from imdb_sentiment.train import training_arguments
+    from imdb_sentiment.training.loop import training_arguments
 
     def refuse(*_a: object, **_k: object) -> None:
         raise ValueError("bf16 is not supported here\nmore detail")
@@ -163,7 +163,7 @@ def test_subsample_is_stratified_and_seeded() -> None:
 
 def test_run_metrics_match_an_independent_pass_over_validation(trained_run: Path) -> None:
     """The validation figures kept from training belong to the saved (best) model."""
-    from imdb_sentiment.evaluation import evaluate
+    from imdb_sentiment.evaluation.evaluate import evaluate
 
     saved = json.loads((trained_run / "metrics.json").read_text())["metrics"]
     fresh = evaluate(trained_run, split="validation", report=False).metrics
@@ -175,7 +175,7 @@ def test_run_metrics_match_an_independent_pass_over_validation(trained_run: Path
 def test_kept_logits_are_looked_up_by_checkpoint_step() -> None:
     import numpy as np
 
-    from imdb_sentiment.train import ValidationLogits
+    from imdb_sentiment.training.loop import ValidationLogits
 
     kept = ValidationLogits()
     kept.by_step[40] = (np.zeros((2, 2)), np.array([0, 1]))

@@ -7,7 +7,7 @@ from conftest import tiny_train_overrides
 from wandb_records import read_finished_run
 
 from imdb_sentiment.config import resolve
-from imdb_sentiment.train import train
+from imdb_sentiment.training.loop import train
 
 pytest.importorskip("wandb")
 

@@ -87,7 +87,8 @@ def average_by_review(window_probs: np.ndarray, owner: np.ndarray, n_reviews: in
 def chunk_windows(tokenizer: object, texts: list[str], max_length: int,
                   overlap: int | None = None) -> Windows:
     """Tokenize reviews whole and cut them into windows the way the model was built to read."""
-    from imdb_sentiment.modeling import _quiet_transformers, special_tokens
+    from imdb_sentiment.modeling.loading import _quiet_transformers
+    from imdb_sentiment.modeling.tokenization import special_tokens
 
     _quiet_transformers()
     model_max = getattr(tokenizer, "model_max_length", None)

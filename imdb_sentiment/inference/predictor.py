@@ -12,22 +12,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imdb_sentiment import LABELS
 from imdb_sentiment.errors import ConfigError, DataError, ModelError
-from imdb_sentiment.long_reviews import Windows, chunk_windows, chunked_probabilities
-from imdb_sentiment.modeling import (
-    Encoded,
+from imdb_sentiment.metrics.classification import softmax
+from imdb_sentiment.modeling.loading import (
     InferenceSettings,
-    encode,
     find_model_dir,
     load_tokenizer,
     load_trained,
 )
+from imdb_sentiment.modeling.tokenization import Encoded, encode
+from imdb_sentiment.modeling.windows import Windows, chunk_windows, chunked_probabilities
+from imdb_sentiment.text import LABELS
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from imdb_sentiment.export import OnnxModel
+    from imdb_sentiment.export.onnx import OnnxModel
 
 PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -89,13 +89,6 @@ class Prediction:
         }
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def check_texts(texts: Sequence[str]) -> None:
     """Reject empty input and empty reviews with a message naming the first bad one."""
     if len(texts) == 0:
@@ -130,7 +123,7 @@ class Predictor:
         """
         import torch
 
-        from imdb_sentiment.long_reviews import check_mode
+        from imdb_sentiment.modeling.windows import check_mode
 
         self.model = model
         self.tokenizer = tokenizer
@@ -170,7 +163,7 @@ class Predictor:
         if backend == "torch":
             model, tokenizer, settings, model_dir = load_trained(path)
             return cls(model, tokenizer, settings, model_dir=model_dir, **kwargs)
-        from imdb_sentiment.export import OnnxModel
+        from imdb_sentiment.export.onnx import OnnxModel
 
         model_dir = find_model_dir(path)
         onnx = OnnxModel.load(model_dir, quantized=backend == "onnx-int8")

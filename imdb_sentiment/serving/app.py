@@ -42,7 +42,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the serv
     raise MissingExtraError(exc.name or "fastapi", "serve") from None
 
 if TYPE_CHECKING:
-    from imdb_sentiment.predict import Prediction, Predictor
+    from imdb_sentiment.inference.predictor import Prediction, Predictor
 
 API_KEY_ENV = "IMDB_SENTIMENT_API_KEY"
 log = logging.getLogger("imdb_sentiment.server")
@@ -288,7 +288,7 @@ class _State:
 
 def model_version(model_dir: Path | None, run_path: Path) -> str:
     """``<run name>:<first 12 hex of the weights' SHA-256>``, or just the name."""
-    from imdb_sentiment.data import file_sha256
+    from imdb_sentiment.data.prepare import file_sha256
 
     name = run_path.name if run_path.name != "model" else run_path.parent.name
     for candidate in ("model.safetensors", "pytorch_model.bin", "onnx/model.onnx"):
@@ -325,7 +325,7 @@ def _check_request(body: PredictRequest, opts: ServeOptions) -> list[str]:
 
 
 def _page() -> str:
-    return (resources.files("imdb_sentiment") / "static" / "index.html").read_text("utf-8")
+    return (resources.files("imdb_sentiment.serving") / "static" / "index.html").read_text("utf-8")
 
 
 def create_app(
@@ -349,7 +349,7 @@ def create_app(
     state = _State()
 
     def load() -> None:
-        from imdb_sentiment.predict import Predictor
+        from imdb_sentiment.inference.predictor import Predictor
 
         p = predictor or Predictor.from_path(path, backend=opts.backend, precision=opts.precision,
                                              batch_size=opts.inference_batch_size, **opts.extra)

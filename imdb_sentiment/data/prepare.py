@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imdb_sentiment.errors import DataError
+from imdb_sentiment.text import clean_text
 
 HUB_DATASET = "stanfordnlp/imdb"
 SPLITS = ("train", "validation", "test")
@@ -42,7 +43,6 @@ _POSITIVE = frozenset({"pos", "positive", "1", "true"})
 _LABEL_NAMES = ("negative", "positive")
 _MAX_SHOWN = 5
 
-_LINE_BREAK = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
 # Hub ids are "name" or "owner/name"; anything else that does not exist locally is a bad path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 # "train.parquet", or hub-style shards such as "train-00000-of-00002.parquet".
@@ -57,17 +57,6 @@ Log = Callable[[str], None]
 # --------------------------------------------------------------------------------------------
 # Cleaning and labels
 # --------------------------------------------------------------------------------------------
-
-
-def clean_text(text: str) -> str:
-    """Return ``text`` with HTML line breaks turned into spaces and whitespace collapsed.
-
-    ``<br />``, ``<br/>`` and ``<br>`` (any case) become a space, every run of whitespace becomes
-    one space, and the ends are stripped. Training and inference both go through this function,
-    so the model never sees text prepared differently from what it was trained on.
-    """
-    # str.split() matches exactly what regex \s does, and is about three times faster on IMDB.
-    return " ".join(_LINE_BREAK.sub(" ", text).split())
 
 
 def normalize_labels(values: pd.Series, *, column: str = "label", source: str = "") -> pd.Series:

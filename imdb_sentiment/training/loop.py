@@ -19,13 +19,13 @@ import numpy as np
 from imdb_sentiment import __version__
 from imdb_sentiment.config import Config
 from imdb_sentiment.errors import ConfigError, DataError, TrainingFailedError
-from imdb_sentiment.modeling import (
+from imdb_sentiment.modeling.loading import (
     InferenceSettings,
-    encode,
     load_model_for_training,
     load_tokenizer,
     resolve_model_name,
 )
+from imdb_sentiment.modeling.tokenization import encode
 from imdb_sentiment.runs import (
     default_run_name,
     latest_checkpoint,
@@ -248,7 +248,7 @@ class ValidationLogits:
         self.step = lambda: -1
 
     def __call__(self, eval_pred: Any) -> dict[str, float]:
-        from imdb_sentiment.evaluation import trainer_metrics
+        from imdb_sentiment.metrics.classification import trainer_metrics
 
         logits = eval_pred.predictions
         logits = logits[0] if isinstance(logits, tuple) else logits
@@ -289,17 +289,17 @@ def train(cfg: Config, *, resume: bool = False, log: Log = print) -> TrainResult
     """Fine-tune ``cfg.model.name`` on the prepared data and write a self-describing run."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
-    from imdb_sentiment import data as data_mod
     from imdb_sentiment import tracking
-    from imdb_sentiment.calibration import (
+    from imdb_sentiment.atomic import write_json
+    from imdb_sentiment.data import prepare as data_mod
+    from imdb_sentiment.evaluation.report import bootstrap_intervals, write_model_card
+    from imdb_sentiment.metrics.calibration import (
         brier_score,
         cross_fitted_ece,
         expected_calibration_error,
         fit_temperature,
     )
-    from imdb_sentiment.evaluation import at_chance, compute_metrics, write_json
-    from imdb_sentiment.predict import softmax
-    from imdb_sentiment.report import bootstrap_intervals, write_model_card
+    from imdb_sentiment.metrics.classification import at_chance, compute_metrics, softmax
 
     main = is_main_process()
     model_name = resolve_model_name(cfg.model.name)
@@ -449,8 +449,7 @@ def train(cfg: Config, *, resume: bool = False, log: Log = print) -> TrainResult
 
 def _write_predictions(run_dir: Path, val_df: pd.DataFrame, logits: np.ndarray,
                        temperature: float) -> None:
-    from imdb_sentiment.evaluation import predictions_frame
-    from imdb_sentiment.predict import softmax
+    from imdb_sentiment.metrics.classification import predictions_frame, softmax
 
     frame = predictions_frame(val_df["text"].tolist(), val_df["label"].to_numpy(),
                               softmax(logits, temperature))

@@ -98,7 +98,7 @@ def download(
     force: Annotated[bool, typer.Option("--force", help="Replace existing prepared data.")] = False,
 ) -> None:
     """Get IMDB (hub or local copy), clean it, carve validation, write splits and a manifest."""
-    from imdb_sentiment import data
+    from imdb_sentiment.data import prepare as data
 
     manifest = data.prepare(
         source, output, text_column=text_column, label_column=label_column,
@@ -165,7 +165,7 @@ def train(
 ) -> None:
     """Fine-tune a classifier with transformers.Trainer and write a self-describing run."""
     from imdb_sentiment import config as config_mod
-    from imdb_sentiment import launch
+    from imdb_sentiment.training import distributed as launch
 
     overrides = {
         "training.learning_rate": lr, "training.epochs": epochs,
@@ -200,9 +200,9 @@ def _resume_config(config: Path | None, output_dir: str | None, run_name: str | 
 
 def _train_distributed(cfg: Any, n: int, resume: bool) -> int:
     """Re-run ``train`` under accelerate with the resolved config, so every process agrees."""
-    from imdb_sentiment import launch
-    from imdb_sentiment.modeling import resolve_model_name
+    from imdb_sentiment.modeling.loading import resolve_model_name
     from imdb_sentiment.runs import default_run_name
+    from imdb_sentiment.training import distributed as launch
 
     if cfg.run.name is None:
         cfg.run.name = default_run_name(resolve_model_name(cfg.model.name))
@@ -219,8 +219,8 @@ def _train_distributed(cfg: Any, n: int, resume: bool) -> int:
 
 
 def _train_here(cfg: Any, resume: bool) -> None:
-    from imdb_sentiment.train import is_main_process
-    from imdb_sentiment.train import train as run_training
+    from imdb_sentiment.training.loop import is_main_process
+    from imdb_sentiment.training.loop import train as run_training
 
     main = is_main_process()
     if main:
@@ -282,13 +282,13 @@ def eval_(
     Writes metrics.json, predictions.parquet, misclassified.csv, plots/*.png and report.md to
     <run>/eval/<split>/ and refreshes the model card (model/README.md).
     """
-    from imdb_sentiment.evaluation import evaluate
+    from imdb_sentiment.evaluation.evaluate import evaluate
     from imdb_sentiment.runs import resolve_run
 
     if max_samples is not None and max_samples < 1:
         raise DataError("--max-samples must be at least 1")
     run_path = resolve_run(run)
-    from imdb_sentiment.long_reviews import check_mode
+    from imdb_sentiment.modeling.windows import check_mode
 
     check_mode(long_reviews)
     if report_to not in ("none", "wandb", "auto"):
@@ -330,7 +330,7 @@ def _print_eval_extras(m: dict[str, Any]) -> None:
 
 
 def _gather_texts(texts: list[str] | None, file: Path | None, text_column: str) -> list[str]:
-    from imdb_sentiment import data
+    from imdb_sentiment.data import prepare as data
 
     out: list[str] = []
     for text in texts or []:
@@ -400,7 +400,11 @@ def predict(
         help="torch backend: auto (bf16 on CPUs with native bf16), fp32 or bf16.")] = "auto",
 ) -> None:
     """Label and (calibrated) probability for each review."""
-    from imdb_sentiment.predict import Predictor, apply_uncertain_band, parse_uncertain_band
+    from imdb_sentiment.inference.predictor import (
+        Predictor,
+        apply_uncertain_band,
+        parse_uncertain_band,
+    )
     from imdb_sentiment.runs import resolve_run
 
     reviews = _gather_texts(texts, file, text_column)
@@ -463,7 +467,7 @@ def export(
     if max_samples < 1:
         raise DataError("--max-samples must be at least 1")
     try:
-        from imdb_sentiment.export import export_onnx
+        from imdb_sentiment.export.onnx import export_onnx
     except ImportError:
         raise MissingExtraError("onnxruntime", "export") from None
     result = export_onnx(resolve_run(run), quantize=quantize, file=file, data_dir=data,
@@ -511,8 +515,8 @@ def serve(
     /predict and /metrics. OpenAPI docs are at /docs.
     """
     from imdb_sentiment.errors import ConfigError, MissingExtraError
-    from imdb_sentiment.modeling import find_model_dir
-    from imdb_sentiment.predict import BACKENDS, PRECISIONS
+    from imdb_sentiment.inference.predictor import BACKENDS, PRECISIONS
+    from imdb_sentiment.modeling.loading import find_model_dir
     from imdb_sentiment.runs import resolve_run
 
     if backend not in BACKENDS:
@@ -528,11 +532,11 @@ def serve(
     run_path = resolve_run(run)
     model_dir = find_model_dir(run_path)  # fail here, in one line, not in the server's log
     if backend != "torch":
-        from imdb_sentiment.export import OnnxModel
+        from imdb_sentiment.export.onnx import OnnxModel
 
         OnnxModel.load(model_dir, quantized=backend == "onnx-int8")
     try:
-        from imdb_sentiment import server
+        from imdb_sentiment.serving import app as server
     except ImportError:
         raise MissingExtraError("fastapi", "serve") from None
     options = server.ServeOptions(

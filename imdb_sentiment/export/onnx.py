@@ -23,7 +23,7 @@ import numpy as np
 from imdb_sentiment.errors import ConfigError, DataError, MissingExtraError, ModelError
 
 if TYPE_CHECKING:
-    from imdb_sentiment.predict import Predictor
+    from imdb_sentiment.inference.predictor import Predictor
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
@@ -136,7 +136,7 @@ def parity_reviews(run: Path, *, file: str | Path | None = None, data_dir: str |
                    text_column: str = "text", label_column: str = "label",
                    max_samples: int | None = 500) -> tuple[list[str], np.ndarray | None, str]:
     """Reviews (and labels when known) to check an export on: validation, or ``file``."""
-    from imdb_sentiment import data as data_mod
+    from imdb_sentiment.data import prepare as data_mod
     from imdb_sentiment.runs import run_data_dir
 
     labels: np.ndarray | None = None
@@ -288,7 +288,7 @@ def quantize_int8(src: Path, dst: Path, recipe: Int8Recipe = INT8_RECIPES[0], *,
 
 
 def _probabilities(predictor: Predictor, texts: list[str]) -> np.ndarray:
-    from imdb_sentiment.predict import softmax
+    from imdb_sentiment.metrics.classification import softmax
 
     return softmax(predictor.logits(predictor.encode(texts)), predictor.settings.temperature)
 
@@ -312,7 +312,7 @@ def export_onnx(
 
     For int8 the recipes are tried in order and the first that passes is kept.
     """
-    from imdb_sentiment.predict import Predictor
+    from imdb_sentiment.inference.predictor import Predictor
 
     _require_onnxruntime()
     if quantize is not None and quantize not in QUANTIZATIONS:

@@ -20,8 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imdb_sentiment.calibration import brier_score, expected_calibration_error, reliability_table
 from imdb_sentiment.errors import MissingExtraError
+from imdb_sentiment.metrics.calibration import (
+    brier_score,
+    expected_calibration_error,
+    reliability_table,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -526,7 +530,7 @@ def log_to_wandb(title: str, metrics: dict[str, Any], errors: pd.DataFrame,
 
 def hub_base_model(name: str) -> str | None:
     """The hub id of a base model name, alias or packaged copy; None for a private local path."""
-    from imdb_sentiment.modeling import MODEL_ALIASES
+    from imdb_sentiment.modeling.loading import MODEL_ALIASES
 
     if not name:
         return None
@@ -596,7 +600,7 @@ def model_card(model_dir: Path, run_dir: Path | None = None) -> str:
     """The model card text: HF metadata (YAML front matter) and a human-readable body."""
     import yaml
 
-    from imdb_sentiment.modeling import InferenceSettings
+    from imdb_sentiment.modeling.loading import InferenceSettings
 
     settings = InferenceSettings.load(model_dir)
     config: dict[str, Any] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +95,7 @@ def cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, folds: int = 2,
     Fitting T and measuring ECE on the same reviews flatters the result; this k-fold estimate is
     the honest number to compare with the uncalibrated one.
     """
-    from imdb_sentiment.predict import softmax
+    from imdb_sentiment.metrics.classification import softmax
 
     y = np.asarray(labels).astype(int)
     z = np.asarray(logits, dtype=np.float64)
@@ -108,3 +109,23 @@ def cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, folds: int = 2,
         rest = np.concatenate([part for j, part in enumerate(parts) if j != k])
         p1[held_out] = softmax(z[held_out], fit_temperature(z[rest], y[rest]))[:, 1]
     return {"ece": expected_calibration_error(y, p1), "brier": brier_score(y, p1)}
+
+
+def calibration_summary(labels: np.ndarray, uncalibrated: np.ndarray, calibrated: np.ndarray,
+                        temperature: float, **extra: Any) -> dict[str, Any]:
+    """The one calibration record that training, ``eval`` and the model card all use.
+
+    ``uncalibrated`` and ``calibrated`` are positive-class probabilities at T = 1 and at
+    ``temperature``. Keys: ``temperature``, ``ece_uncalibrated``, ``brier_uncalibrated``, ``ece``,
+    ``brier``, plus ``extra`` as given (training adds ``fitted_on``, ``log_loss``,
+    ``ece_crossfit`` and ``brier_crossfit``).
+    """
+    y = np.asarray(labels).astype(int)
+    return {
+        "temperature": float(temperature),
+        "ece_uncalibrated": expected_calibration_error(y, uncalibrated),
+        "brier_uncalibrated": brier_score(y, uncalibrated),
+        "ece": expected_calibration_error(y, calibrated),
+        "brier": brier_score(y, calibrated),
+        **extra,
+    }

@@ -1,8 +1,7 @@
-"""Metrics computed offline with numpy and scikit-learn, and the ``eval`` workflow."""
+"""The ``eval`` workflow: score a labelled split or file; write metrics, predictions, a report."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,54 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from imdb_sentiment.atomic import write_json
 from imdb_sentiment.errors import DataError
-
-CHANCE_MARGIN = 0.02
-"""A model must beat the majority-class rate by this much to count as having learned."""
-
-
-def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1, ROC-AUC, MCC, log loss and the confusion matrix.
-
-    ``probs`` is ``(n, 2)`` or the positive-class probability ``(n,)``.
-    """
-    from sklearn import metrics as skm
-
-    y = np.asarray(labels).astype(int)
-    p = np.asarray(probs, dtype=np.float64)
-    p1 = p[:, 1] if p.ndim == 2 else p
-    pred = (p1 >= 0.5).astype(int)
-    both_classes = len(np.unique(y)) == 2
-    eps = 1e-7
-    cm = skm.confusion_matrix(y, pred, labels=[0, 1])
-    return {
-        "n": len(y),
-        "accuracy": float(skm.accuracy_score(y, pred)),
-        "precision": float(skm.precision_score(y, pred, zero_division=0)),
-        "recall": float(skm.recall_score(y, pred, zero_division=0)),
-        "f1": float(skm.f1_score(y, pred, zero_division=0)),
-        "roc_auc": float(skm.roc_auc_score(y, p1)) if both_classes else float("nan"),
-        "mcc": float(skm.matthews_corrcoef(y, pred)) if both_classes else 0.0,
-        "log_loss": float(skm.log_loss(y, np.clip(p1, eps, 1 - eps), labels=[0, 1])),
-        "majority_rate": float(max(np.mean(y), 1 - np.mean(y))) if len(y) else 0.0,
-        "confusion_matrix": cm.tolist(),
-    }
-
-
-def at_chance(metrics: dict[str, Any], margin: float = CHANCE_MARGIN) -> bool:
-    """True when accuracy does not beat always guessing the majority class."""
-    return bool(metrics["accuracy"] <= metrics["majority_rate"] + margin)
-
-
-def trainer_metrics(eval_pred: Any) -> dict[str, float]:
-    """``compute_metrics`` for ``transformers.Trainer``: scalar metrics only."""
-    from imdb_sentiment.predict import softmax
-
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    m = compute_metrics(labels, softmax(np.asarray(logits)))
-    return {k: v for k, v in m.items() if isinstance(v, float) and k != "majority_rate"}
+from imdb_sentiment.metrics.classification import compute_metrics, predictions_frame
 
 
 @dataclass
@@ -68,34 +22,6 @@ class EvalResult:
     metrics: dict[str, Any]
     out_dir: Path
     files: list[Path] = field(default_factory=list)
-
-
-def predictions_frame(texts: list[str], labels: np.ndarray, probs: np.ndarray,
-                      extra: dict[str, Any] | None = None) -> Any:
-    """Per-review predictions as a DataFrame (text, label, predicted, probability, correct)."""
-    import pandas as pd
-
-    p1 = probs[:, 1]
-    pred = (p1 >= 0.5).astype(int)
-    frame = pd.DataFrame(
-        {
-            "text": texts,
-            "label": np.asarray(labels).astype(int),
-            "predicted": pred,
-            "positive_probability": p1,
-            "correct": pred == np.asarray(labels).astype(int),
-        }
-    )
-    for key, values in (extra or {}).items():
-        frame[key] = values
-    return frame
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def evaluate(
@@ -122,8 +48,8 @@ def evaluate(
     calibration, the worst errors, PNG plots and ``report.md``, and the model card is refreshed.
     ``long_reviews="chunks"`` reads long reviews whole in overlapping windows.
     """
-    from imdb_sentiment import data as data_mod
-    from imdb_sentiment.predict import Predictor
+    from imdb_sentiment.data import prepare as data_mod
+    from imdb_sentiment.inference.predictor import Predictor
     from imdb_sentiment.runs import run_data_dir
 
     if robustness_samples < 1:
@@ -172,8 +98,8 @@ def evaluate(
                          report_to, log)
     write_json(metrics_path, metrics)
     if report:
-        from imdb_sentiment.modeling import find_model_dir
-        from imdb_sentiment.report import write_model_card
+        from imdb_sentiment.evaluation.report import write_model_card
+        from imdb_sentiment.modeling.loading import find_model_dir
 
         model_dir = predictor.model_dir or find_model_dir(run_path)
         run_dir = model_dir.parent if (model_dir.parent / "config.yaml").is_file() else None
@@ -183,7 +109,7 @@ def evaluate(
 
 def window_budget(predictor: Any) -> int:
     """Tokens of review text one window holds (max length less the special tokens)."""
-    from imdb_sentiment.modeling import special_tokens
+    from imdb_sentiment.modeling.tokenization import special_tokens
 
     max_length = predictor.settings.max_length
     model_max = getattr(predictor.tokenizer, "model_max_length", None)
@@ -196,7 +122,7 @@ def window_budget(predictor: Any) -> int:
 def _robustness(predictor: Any, texts: list[str], labels: np.ndarray, positive: np.ndarray,
                 samples: int, out_dir: Path, metrics: dict[str, Any],
                 log: Callable[[str], None]) -> Path:
-    from imdb_sentiment.robustness import cases_frame, run_checks
+    from imdb_sentiment.evaluation.robustness import cases_frame, run_checks
 
     log(f"robustness: generating checks from {min(samples, len(texts)):,} reviews")
     summary, cases = run_checks(lambda t: predictor.predict_proba(t)[:, 1], texts,
@@ -211,7 +137,12 @@ def _robustness(predictor: Any, texts: list[str], labels: np.ndarray, positive: 
 def _report(predictor: Any, out_dir: Path, preds: Any, labels: np.ndarray, probs: np.ndarray,
             raw: np.ndarray, n_tokens: list[int], ratings: Any, metrics: dict[str, Any],
             title: str, report_to: str, log: Callable[[str], None]) -> list[Path]:
-    from imdb_sentiment.report import ReportData, report_metrics, wandb_eval_run, write_report
+    from imdb_sentiment.evaluation.report import (
+        ReportData,
+        report_metrics,
+        wandb_eval_run,
+        write_report,
+    )
 
     data = ReportData(
         texts=preds["text"].tolist(), labels=labels, positive=probs[:, 1], n_tokens=n_tokens,

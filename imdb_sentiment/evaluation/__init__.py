@@ -1,0 +1,1 @@
+"""Evaluating a trained model: metrics with intervals, slices, robustness, reports and plots."""

@@ -1,0 +1,1 @@
+"""The single inference path: texts in, calibrated probabilities out, on PyTorch or ONNX Runtime."""

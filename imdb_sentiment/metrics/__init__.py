@@ -1,0 +1,1 @@
+"""Classification metrics, softmax, calibration and confidence intervals (numpy, no torch)."""

@@ -1,0 +1,1 @@
+"""The HTTP server: FastAPI app, routes, request batching, telemetry and the web page."""

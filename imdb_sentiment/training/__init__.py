@@ -1,0 +1,1 @@
+"""Fine-tuning with transformers.Trainer in one process or several (accelerate)."""
