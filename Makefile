@@ -2,7 +2,7 @@
 #
 #   make install     create .venv and install the package with its dev extras
 #   make test        run the offline test suite with coverage (what CI runs)
-#   make lint        ruff, mypy and hadolint
+#   make lint        ruff (style and complexity), mypy, the import-linter layer contract, hadolint
 #   make demo        download IMDB, fine-tune MiniLM on 2000 reviews, evaluate, predict
 #
 # torch is installed before the package so that pip keeps the build you chose instead of
@@ -69,9 +69,10 @@ test: install ## run the test suite with coverage (PYTEST_ARGS="-k foo" to narro
 	@rm -f .coverage .coverage.*
 	$(TEST_ENV) $(VENV_PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-lint: install ## ruff, mypy, hadolint
+lint: install ## ruff (style, complexity), mypy, import layers, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 
 # The demo reuses prepared data; --force only replaces a data folder left without a manifest.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import yaml
 from imdb_sentiment.errors import ConfigError
 
 TRUNCATION_STRATEGIES = ("head", "tail", "head+tail")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""Training precision: ``auto`` is bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
 REPORT_TO = ("auto", "wandb", "none")
 
 
@@ -128,62 +130,87 @@ def _fail(key: str, message: str) -> None:
     raise ConfigError(f"config key '{key}': {message}")
 
 
+def _one_of(choices: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in choices), f"must be one of {', '.join(choices)}"
+
+
+_AT_LEAST_1 = (lambda v: v >= 1), "must be at least 1"
+_POSITIVE = (lambda v: v > 0), "must be positive"
+_NOT_NEGATIVE = (lambda v: v >= 0), "must not be negative"
+_OPTIONAL_AT_LEAST_1 = (lambda v: v is None or v >= 1), "must be at least 1"
+
+# Constraints on single values, by key: (holds, what the value must be).
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "training.learning_rate": _POSITIVE,
+    # numpy and scikit-learn take seeds in [0, 2**32); outside it training fails mid-setup.
+    "training.seed": ((lambda v: 0 <= v < 2**32), "must be between 0 and 4294967295"),
+    "training.epochs": _POSITIVE,
+    "training.batch_size": _AT_LEAST_1,
+    "training.eval_batch_size": _AT_LEAST_1,
+    "training.gradient_accumulation_steps": _AT_LEAST_1,
+    "training.logging_steps": _AT_LEAST_1,
+    "training.save_total_limit": _AT_LEAST_1,
+    "training.weight_decay": _NOT_NEGATIVE,
+    "training.warmup_ratio": ((lambda v: 0 <= v < 1), "must be in [0, 1)"),
+    "training.max_grad_norm": _POSITIVE,
+    "training.eval_steps": _NOT_NEGATIVE,
+    "training.early_stopping_patience": (_NOT_NEGATIVE[0], "must not be negative (0 turns it off)"),
+    "training.num_processes": _OPTIONAL_AT_LEAST_1,
+    "training.dataloader_num_workers": _NOT_NEGATIVE,
+    "training.precision": _one_of(TRAINING_PRECISIONS),
+    "model.max_length": ((lambda v: 8 <= v <= 8192), "must be between 8 and 8192"),
+    "model.truncation": _one_of(TRUNCATION_STRATEGIES),
+    "model.name": ((lambda v: bool(v)), "must not be empty"),
+    "data.max_train_samples": _OPTIONAL_AT_LEAST_1,
+    "data.max_eval_samples": _OPTIONAL_AT_LEAST_1,
+    "run.report_to": _one_of(REPORT_TO),
+    "run.name": ((lambda v: v is None or (bool(v) and "/" not in v and not v.startswith("."))),
+                 "must be a plain folder name"),
+}
+
+
 def validate(cfg: Config) -> None:
     """Check every value that has a constraint; raise :class:`ConfigError` naming the key."""
-    t, m, d, r = cfg.training, cfg.model, cfg.data, cfg.run
-    if not t.learning_rate > 0:
-        _fail("training.learning_rate", f"must be positive, got {t.learning_rate}")
-    if not t.epochs > 0:
-        _fail("training.epochs", f"must be positive, got {t.epochs}")
-    for key, value in (
-        ("training.batch_size", t.batch_size),
-        ("training.eval_batch_size", t.eval_batch_size),
-        ("training.gradient_accumulation_steps", t.gradient_accumulation_steps),
-        ("training.logging_steps", t.logging_steps),
-        ("training.save_total_limit", t.save_total_limit),
-    ):
-        if value < 1:
-            _fail(key, f"must be at least 1, got {value}")
-    if t.weight_decay < 0:
-        _fail("training.weight_decay", f"must not be negative, got {t.weight_decay}")
-    if not 0 <= t.warmup_ratio < 1:
-        _fail("training.warmup_ratio", f"must be in [0, 1), got {t.warmup_ratio}")
-    if t.max_grad_norm <= 0:
-        _fail("training.max_grad_norm", f"must be positive, got {t.max_grad_norm}")
-    if t.eval_steps < 0:
-        _fail("training.eval_steps", f"must not be negative, got {t.eval_steps}")
-    if t.early_stopping_patience < 0:
-        _fail("training.early_stopping_patience", "must not be negative (0 turns it off)")
-    if t.num_processes is not None and t.num_processes < 1:
-        _fail("training.num_processes", f"must be at least 1, got {t.num_processes}")
-    if t.dataloader_num_workers < 0:
-        _fail("training.dataloader_num_workers", "must not be negative")
-    if t.precision not in PRECISIONS:
-        _fail("training.precision", f"must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
-    if not 8 <= m.max_length <= 8192:
-        _fail("model.max_length", f"must be between 8 and 8192, got {m.max_length}")
-    if m.truncation not in TRUNCATION_STRATEGIES:
-        _fail(
-            "model.truncation",
-            f"must be one of {', '.join(TRUNCATION_STRATEGIES)}, got {m.truncation!r}",
-        )
+    for key, (holds, requirement) in _RULES.items():
+        section, name = key.split(".", 1)
+        value = getattr(getattr(cfg, section), name)
+        if not holds(value):
+            _fail(key, f"{requirement}, got {value!r}")
+    m = cfg.model
     if m.head_tokens is not None and not 0 < m.head_tokens < m.max_length - 2:
         _fail("model.head_tokens", f"must be between 1 and max_length - 3, got {m.head_tokens}")
-    if not m.name:
-        _fail("model.name", "must not be empty")
-    for key, n in (("data.max_train_samples", d.max_train_samples),
-                   ("data.max_eval_samples", d.max_eval_samples)):
-        if n is not None and n < 1:
-            _fail(key, f"must be at least 1, got {n}")
-    if r.report_to not in REPORT_TO:
-        _fail("run.report_to", f"must be one of {', '.join(REPORT_TO)}, got {r.report_to!r}")
-    if r.name is not None and (not r.name or "/" in r.name or r.name.startswith(".")):
-        _fail("run.name", f"must be a plain folder name, got {r.name!r}")
 
 
 def _field_type(section: str, name: str) -> Any:
     hints = typing.get_type_hints(SECTIONS[section])
     return hints[name]
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    # "1e3" from --set is a whole number written in scientific notation.
+    return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return float(value)
+
+
+_CONVERTERS: dict[Any, Callable[[Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float}
 
 
 def coerce(key: str, value: Any) -> Any:
@@ -195,34 +222,13 @@ def coerce(key: str, value: Any) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         optional = len(args) < len(typing.get_args(tp))
         tp = args[0]
-    if value is None:
+    if value is None or (optional and isinstance(value, str)
+                         and value.strip().lower() in ("none", "null", "")):
         if optional:
             return None
         _fail(key, "must not be empty")
-    if optional and isinstance(value, str) and value.strip().lower() in ("none", "null", ""):
-        return None
     try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() \
-                else int(value)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        return str(value)
+        return _CONVERTERS.get(tp, str)(value)
     except (TypeError, ValueError):
         _fail(key, f"expected {tp.__name__}, got {value!r}")
     raise AssertionError("unreachable")  # pragma: no cover

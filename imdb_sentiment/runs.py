@@ -7,7 +7,6 @@ nothing else.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from imdb_sentiment.atomic import write_json, write_text
 from imdb_sentiment.errors import ModelError, RunError
 
 LATEST_FILE = "LATEST"
@@ -77,10 +77,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def mark_latest(run_dir: Path) -> None:
     """Point ``<runs>/LATEST`` at ``run_dir`` (atomically)."""
-    pointer = run_dir.parent / LATEST_FILE
-    tmp = pointer.with_suffix(".tmp")
-    tmp.write_text(run_dir.name + "\n", encoding="utf-8")
-    os.replace(tmp, pointer)
+    write_text(run_dir.parent / LATEST_FILE, run_dir.name + "\n")
 
 
 def resolve_run(path: str | Path | None, runs_dir: str | Path | None = None) -> Path:
@@ -103,14 +100,6 @@ def resolve_run(path: str | Path | None, runs_dir: str | Path | None = None) -> 
     return run
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def run_data_dir(run: Path) -> Path:
     """The prepared-data folder a run was trained on (from its saved config)."""
     cfg_path = run / "config.yaml"
@@ -123,7 +112,6 @@ def run_data_dir(run: Path) -> Path:
 
 
 def write_status(run_dir: Path, state: str, **extra: Any) -> None:
+    """Record the run's state (``running``, ``succeeded``, ``failed``) in ``status.json``."""
     payload = {"state": state, "updated_at": datetime.now(timezone.utc).isoformat(), **extra}
-    tmp = run_dir / "status.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, run_dir / "status.json")
+    write_json(run_dir / "status.json", payload)

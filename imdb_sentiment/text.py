@@ -1,8 +1,9 @@
 """What every part of the tool agrees on about a review: its label names and how it is cleaned.
 
 Training, evaluation, prediction, serving and export all call :func:`clean_text` (through
-:func:`imdb_sentiment.modeling.tokenization.encode`), and all turn a positive probability into a
-label with :func:`predicted_labels`, so the model sees and decides the same way everywhere.
+:mod:`imdb_sentiment.modeling.tokenization`, where every review is cleaned right before it is
+tokenized), and all turn a positive probability into a label with :func:`predicted_labels`, so
+the model sees and decides the same way everywhere.
 """
 
 from __future__ import annotations

@@ -51,6 +51,8 @@ def run_pipeline(model_dir: Path, texts: list[str], max_length: int,
     """Positive-class probabilities from ``transformers.pipeline`` as people usually call it."""
     from transformers import pipeline
 
+    from imdb_sentiment.text import POSITIVE
+
     clf = pipeline("text-classification", model=str(model_dir), device=-1)
     kwargs: dict[str, Any] = {"truncation": True, "max_length": max_length, "top_k": None}
     if batch_size:
@@ -59,7 +61,7 @@ def run_pipeline(model_dir: Path, texts: list[str], max_length: int,
     start = time.perf_counter()
     out = clf(texts, **kwargs)
     elapsed = time.perf_counter() - start
-    probs = np.array([next(d["score"] for d in row if d["label"] == "positive") for row in out])
+    probs = np.array([next(d["score"] for d in row if d["label"] == POSITIVE) for row in out])
     return np.asarray([elapsed, *probs])
 
 
@@ -104,7 +106,7 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def pick_reviews(run: Path, data: str | None, split: str, n: int) -> Any:
-    from imdb_sentiment.data.prepare import load_split
+    from imdb_sentiment.data.splits import load_split
     from imdb_sentiment.runs import run_data_dir
 
     frame = load_split(Path(data) if data else run_data_dir(run), split)
@@ -170,7 +172,8 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from imdb_sentiment.inference.predictor import cpu_has_native_bf16
+    from imdb_sentiment.inference.backends import cpu_has_native_bf16
+    from imdb_sentiment.text import predicted_labels
 
     run = Path(args.run)
     frame = pick_reviews(run, args.data, args.split, args.n)
@@ -198,7 +201,7 @@ def main() -> None:
                 "arm": arm, "seconds": raw["seconds"],
                 "reviews_per_s": len(frame) / raw["seconds"],
                 "peak_rss_mb": raw["peak_rss_mb"],
-                "accuracy": float(np.mean((probs >= 0.5).astype(int) == labels)),
+                "accuracy": float(np.mean(predicted_labels(probs) == labels)),
                 "probs": probs,
             }
             print(f"[{arm}] {results[arm]['reviews_per_s']:.1f} reviews/s, accuracy "
@@ -208,7 +211,7 @@ def main() -> None:
     for arm in arms:
         r = results[arm]
         if "probs" in r and ref is not None:
-            r["agreement"] = float(np.mean((r["probs"] >= 0.5) == (ref >= 0.5)))
+            r["agreement"] = float(np.mean(predicted_labels(r["probs"]) == predicted_labels(ref)))
             diff = np.abs(r["probs"] - ref)
             r["max_abs_diff"], r["mean_abs_diff"] = float(diff.max()), float(diff.mean())
         rows.append(r)

@@ -25,11 +25,10 @@ from typing import Any
 
 
 def _subset(data: str, n_train: int, n_eval: int, seed: int) -> tuple[Any, Any]:
-    from imdb_sentiment.data import prepare as data_mod
-    from imdb_sentiment.training.loop import _sample
+    from imdb_sentiment.data import splits as data_mod
 
-    train = _sample(data_mod.load_split(data, "train"), n_train, seed)
-    val = _sample(data_mod.load_split(data, "validation"), n_eval, seed)
+    train = data_mod.sample(data_mod.load_split(data, "train"), n_train, seed)
+    val = data_mod.sample(data_mod.load_split(data, "validation"), n_eval, seed)
     return train, val
 
 
@@ -44,7 +43,7 @@ def plain_arm(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     from imdb_sentiment.modeling.loading import resolve_model_name
-    from imdb_sentiment.training.loop import ProcessRecorder
+    from imdb_sentiment.training.callbacks import ProcessRecorder
 
     train, val = _subset(args.data, args.train_samples, args.eval_samples, args.seed)
     name = resolve_model_name(args.model)

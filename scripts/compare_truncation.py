@@ -13,7 +13,7 @@ Example (CPU, about 10-15 minutes on 2 cores; run under flock on a shared machin
     flock /tmp/imdb-cpu.lock python scripts/compare_truncation.py \\
         --data /work/data-shared/imdb --model minilm --arms head:256 head+tail:256:64 \\
         --train-samples 2000 --epochs 1 --output runs/compare-256 \\
-        --json docs/truncation-cpu-256.json --markdown docs/QUALITY.md
+        --json docs/results/truncation-cpu-256.json --markdown docs/QUALITY.md
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def paired_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray, samples:
 def run_arm(arm: dict[str, Any], args: argparse.Namespace, val_file: Path,
             long_file: Path | None, full_report: bool) -> dict[str, Any]:
     from imdb_sentiment.config import resolve
-    from imdb_sentiment.evaluation.evaluate import evaluate
+    from imdb_sentiment.evaluation.evaluate import EvalOptions, evaluate
     from imdb_sentiment.metrics.classification import compute_metrics
     from imdb_sentiment.training.loop import train
 
@@ -103,10 +103,11 @@ def run_arm(arm: dict[str, Any], args: argparse.Namespace, val_file: Path,
         "train_samples": m.get("train_samples"),
     }
     started = time.time()
-    ev = evaluate(result.run_dir, file=val_file, report=full_report,
-                  robustness=full_report and args.robustness_samples > 0,
-                  robustness_samples=max(args.robustness_samples, 1),
-                  batch_size=args.eval_batch_size,
+    ev = evaluate(result.run_dir,
+                  EvalOptions(file=val_file, report=full_report,
+                              robustness=full_report and args.robustness_samples > 0,
+                              robustness_samples=max(args.robustness_samples, 1),
+                              batch_size=args.eval_batch_size),
                   log=lambda msg: print(f"[{arm['name']}] {msg}", flush=True))
     out["eval_s"] = round(time.time() - started, 1)
     out["eval_dir"] = str(ev.out_dir)
@@ -125,8 +126,9 @@ def run_arm(arm: dict[str, Any], args: argparse.Namespace, val_file: Path,
         y_long = preds["label"].to_numpy(int)[long_mask]
         trunc = compute_metrics(y_long, preds["positive_probability"].to_numpy()[long_mask])
         started = time.time()
-        chunked = evaluate(result.run_dir, file=long_file, long_reviews="chunks", report=False,
-                           batch_size=args.eval_batch_size)
+        chunked = evaluate(result.run_dir,
+                           EvalOptions(file=long_file, long_reviews="chunks", report=False,
+                                       batch_size=args.eval_batch_size))
         out["long_slice"] = {
             "n": int(long_mask.sum()),
             "truncate_accuracy": trunc["accuracy"],
@@ -166,9 +168,9 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                                       f"({100 * d['low']:+.2f} to {100 * d['high']:+.2f})")
         ls = r.get("long_slice") or {}
         c = r.get("calibration") or {}
-        ece = (f"{c['ece_before']:.4f} → {c['ece_after']:.4f} ({c['ece_after_crossfit']:.4f})"
+        ece = (f"{c['ece_uncalibrated']:.4f} → {c['ece']:.4f} ({c['ece_crossfit']:.4f})"
                if c else "n/a")
-        brier = f"{c['brier_before']:.4f} → {c['brier_after']:.4f}" if c else "n/a"
+        brier = f"{c['brier_uncalibrated']:.4f} → {c['brier']:.4f}" if c else "n/a"
         lines.append(
             f"| {r['arm']['name']} | {acc_s} | {d_s} | "
             f"{_pct(ls['truncate_accuracy']) if ls else 'n/a'} | "
@@ -199,14 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     arms = [parse_arm(a) for a in args.arms]
 
-    from imdb_sentiment.data import prepare as data_mod
-    from imdb_sentiment.evaluation.report import manifest_hash
+    from imdb_sentiment.data import splits as data_mod
+    from imdb_sentiment.model_card import manifest_hash
     from imdb_sentiment.modeling.loading import load_tokenizer, resolve_model_name
-    from imdb_sentiment.training.loop import _sample
 
     out_root = Path(args.output)
     out_root.mkdir(parents=True, exist_ok=True)
-    val = _sample(data_mod.load_split(args.data, "validation"), args.eval_samples, args.seed)
+    val = data_mod.load_split(args.data, "validation")
+    val = data_mod.sample(val, args.eval_samples, args.seed)
     val = val.reset_index(drop=True)
     val_file = out_root / "validation_subset.parquet"
     val.to_parquet(val_file, index=False)

@@ -83,12 +83,31 @@ def test_trained_run_stores_and_applies_its_temperature(trained_run: Path) -> No
     cal = metrics["calibration"]
     assert cal["temperature"] == pytest.approx(settings["temperature"])
     assert MIN_TEMPERATURE <= settings["temperature"] <= MAX_TEMPERATURE
-    for key in ("ece_before", "ece_after", "brier_before", "brier_after", "ece_after_crossfit"):
+    for key in ("ece_uncalibrated", "ece", "brier_uncalibrated", "brier", "ece_crossfit",
+                "brier_crossfit"):
         assert 0.0 <= cal[key] <= 1.0
-    assert cal["brier_after"] <= cal["brier_before"] + 1e-9 or cal["temperature"] == 1.0
+    assert cal["brier"] <= cal["brier_uncalibrated"] + 1e-9 or cal["temperature"] == 1.0
 
     predictor = Predictor.from_path(trained_run)
     texts = ["wonderful brilliant film", "awful boring movie"]
     raw = predictor.logits(predictor.encode(texts))
     expected = softmax(raw, settings["temperature"])
     assert np.allclose(predictor.predict_proba(texts), expected, atol=1e-5)
+
+
+def test_calibration_summary_is_the_one_record() -> None:
+    from imdb_sentiment.metrics.calibration import calibration_summary
+
+    logits, labels = _calibrated_logits(500, seed=2)
+    over = logits * 3
+    t = fit_temperature(over, labels)
+    raw, scaled = softmax(over)[:, 1], softmax(over, t)[:, 1]
+    cal = calibration_summary(labels, raw, scaled, t, fitted_on="validation (500 reviews)")
+    assert cal == {
+        "temperature": t,
+        "ece_uncalibrated": expected_calibration_error(labels, raw),
+        "brier_uncalibrated": brier_score(labels, raw),
+        "ece": expected_calibration_error(labels, scaled),
+        "brier": brier_score(labels, scaled),
+        "fitted_on": "validation (500 reviews)",
+    }

@@ -70,9 +70,6 @@ def test_full_cycle_download_train_eval_predict(tiny_model: Path, synthetic_sour
     assert metrics["n"] == 100 and metrics["accuracy"] > 0.8
     assert (tmp_path / "runs" / "cycle" / "eval" / "test" / "predictions.parquet").is_file()
 
-    result = invoke("eval", "runs/cycle", "--split", "validation")
-    assert result.exit_code == 0, result.output
-
     result = invoke("predict", "--json", "a wonderful brilliant superb film",
                     "awful boring terrible waste")
     assert result.exit_code == 0, result.output

@@ -17,22 +17,20 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from imdb_sentiment.data import prepare as data
-from imdb_sentiment.data.prepare import (
-    HUB_DATASET,
-    MANIFEST,
-    SPLITS,
-    clean_text,
+from imdb_sentiment.data import prepare as prepare_mod
+from imdb_sentiment.data.files import (
+    Columns,
     file_sha256,
-    load_manifest,
-    load_split,
     normalize_labels,
-    prepare,
     read_labelled_file,
     read_table,
     read_texts_file,
 )
-from imdb_sentiment.errors import DataError
+from imdb_sentiment.data.prepare import prepare
+from imdb_sentiment.data.sources import HUB_DATASET
+from imdb_sentiment.data.splits import MANIFEST, SPLITS, load_manifest, load_split, sample
+from imdb_sentiment.errors import ConfigError, DataError
+from imdb_sentiment.text import clean_text
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -437,8 +435,7 @@ def test_prepare_csv_custom_columns_and_string_labels(tmp_path: Path) -> None:
     manifest, _ = run_prepare(
         path,
         tmp_path / "out",
-        text_column="review",
-        label_column="sentiment",
+        columns=Columns(text="review", label="sentiment"),
         validation_fraction=0.2,
     )
 
@@ -713,7 +710,7 @@ def test_prepare_force_keeps_old_data_when_writing_fails(
     out = tmp_path / "out"
     run_prepare(source, out)
     before = tree_snapshot(out)
-    real_write = data.pq.write_table
+    real_write = prepare_mod.pq.write_table
     written: list[str] = []
 
     def fail_on_second(table: Any, where: Any, **kwargs: Any) -> None:
@@ -722,7 +719,7 @@ def test_prepare_force_keeps_old_data_when_writing_fails(
             raise OSError("disk full")
         real_write(table, where, **kwargs)
 
-    monkeypatch.setattr(data.pq, "write_table", fail_on_second)
+    monkeypatch.setattr(prepare_mod.pq, "write_table", fail_on_second)
     with pytest.raises(OSError, match="disk full"):
         run_prepare(source, out, force=True)
 
@@ -763,7 +760,7 @@ def test_prepare_refuses_a_folder_that_is_not_prepared_data(tmp_path: Path) -> N
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 0.51, 1.0])
 def test_prepare_rejects_bad_validation_fraction(tmp_path: Path, fraction: float) -> None:
     source = folder_with(tmp_path, train=reviews(20, 20))
-    with pytest.raises(DataError, match=r"validation fraction must be in \(0, 0\.5\]"):
+    with pytest.raises(ConfigError, match=r"validation fraction must be in \(0, 0\.5\]"):
         run_prepare(source, tmp_path / "out", validation_fraction=fraction)
 
 
@@ -856,7 +853,7 @@ def test_prepare_missing_column(tmp_path: Path) -> None:
         match=r"has no column 'review' \(columns present: text, label, "
         r"rating\)",
     ):
-        run_prepare(path, tmp_path / "out", text_column="review")
+        run_prepare(path, tmp_path / "out", columns=Columns(text="review"))
 
 
 def test_prepare_single_class_train(tmp_path: Path) -> None:
@@ -922,6 +919,16 @@ def test_load_split_errors(tmp_path: Path) -> None:
     (out / "validation.parquet").unlink()
     with pytest.raises(DataError, match="has no validation split"):
         load_split(out, "validation")
+
+
+def test_sample_is_stratified_and_seeded() -> None:
+    frame = pd.DataFrame({"text": [f"r{i}" for i in range(100)],
+                          "label": [i % 2 for i in range(100)]})
+    a = sample(frame, 20, 1)
+    assert len(a) == 20 and a["label"].sum() == 10
+    assert a.index.tolist() == sample(frame, 20, 1).index.tolist()
+    assert sample(frame, None, 1) is frame
+    assert len(sample(frame, 500, 1)) == 100
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,11 @@ from typer.testing import CliRunner
 from imdb_sentiment.cli.app import app
 from imdb_sentiment.errors import ConfigError, ModelError
 from imdb_sentiment.export import onnx as export_mod
+from imdb_sentiment.export.onnx import ExportOptions, check_format, export_onnx
+from imdb_sentiment.export.parity import MIN_AGREEMENT, compare
+from imdb_sentiment.inference.backends import OnnxModel
 from imdb_sentiment.inference.predictor import Predictor
+from imdb_sentiment.text import DECISION_THRESHOLD
 
 pytest.importorskip("onnxruntime")
 
@@ -32,7 +36,7 @@ def copy_run(src: Path, dst: Path) -> Path:
 @pytest.fixture(scope="module")
 def exported_run(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = copy_run(trained_run, tmp_path_factory.mktemp("export") / "tiny")
-    result = export_mod.export_onnx(run, quantize="int8", log=lambda _m: None)
+    result = export_onnx(run, ExportOptions(quantize="int8"), log=lambda _m: None)
     assert result.out_dir == run / "model" / "onnx"
     return run
 
@@ -46,7 +50,7 @@ def test_export_writes_models_and_parity_report(exported_run: Path) -> None:
     by_variant = {m["variant"]: m for m in report["models"]}
     assert set(by_variant) == {"onnx", "onnx-int8"}
     for m in by_variant.values():
-        assert m["passed"] and m["agreement"] >= export_mod.MIN_AGREEMENT
+        assert m["passed"] and m["agreement"] >= MIN_AGREEMENT
         assert 0 <= m["mean_abs_diff"] <= m["max_abs_diff"] < 0.05
         assert m["accuracy"] is not None
 
@@ -68,12 +72,12 @@ def test_onnx_predictor_matches_torch(exported_run: Path, backend: str) -> None:
 def test_refused_export_writes_nothing(trained_run: Path, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     run = copy_run(trained_run, tmp_path / "tiny")
-    original = export_mod.OnnxModel.__call__
+    original = OnnxModel.__call__
 
-    def flipped(self: export_mod.OnnxModel, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def flipped(self: OnnxModel, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return original(self, ids, mask)[:, ::-1].copy()  # a broken export: every label swapped
 
-    monkeypatch.setattr(export_mod.OnnxModel, "__call__", flipped)
+    monkeypatch.setattr(OnnxModel, "__call__", flipped)
     result = CliRunner().invoke(app, ["export", str(run), "--format", "onnx",
                                       "--quantize", "int8", "--no-optimize"])
     assert result.exit_code == ModelError.exit_code
@@ -98,8 +102,9 @@ def test_export_argument_errors(trained_run: Path) -> None:
     runner = CliRunner()
     bad_format = runner.invoke(app, ["export", str(trained_run), "--format", "tflite"])
     assert bad_format.exit_code == ConfigError.exit_code
+    assert "--format must be onnx, got 'tflite'" in bad_format.output
     with pytest.raises(ConfigError, match="--quantize"):
-        export_mod.export_onnx(trained_run, quantize="int4")
+        export_onnx(trained_run, ExportOptions(quantize="int4"))
     missing = runner.invoke(app, ["export", str(trained_run / "nope")])
     assert missing.exit_code == ModelError.exit_code
 
@@ -107,7 +112,8 @@ def test_export_argument_errors(trained_run: Path) -> None:
 def test_cli_predict_and_serve_with_onnx(exported_run: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from imdb_sentiment.serving.app import ServeOptions, create_app
+    from imdb_sentiment.serving.app import create_app
+    from imdb_sentiment.serving.schemas import ServeOptions
 
     out = CliRunner().invoke(app, ["predict", "--model", str(exported_run), "--backend",
                                    "onnx-int8", "--json", "brilliant superb film"])
@@ -119,3 +125,26 @@ def test_cli_predict_and_serve_with_onnx(exported_run: Path) -> None:
         assert ready["backend"] == "onnx-int8" and ready["precision"] == "int8"
         r = client.post("/predict", json={"texts": REVIEWS})
         assert r.status_code == 200 and len(r.json()["predictions"]) == len(REVIEWS)
+
+
+def test_export_options_reject_bad_values_as_config_errors() -> None:
+    with pytest.raises(ConfigError, match="--min-agreement"):
+        ExportOptions(min_agreement=1.5)
+    # Was a DataError ("no reviews to check") after loading the model: exit 3, not 2.
+    with pytest.raises(ConfigError, match="--max-samples must be at least 1"):
+        ExportOptions(max_samples=0)
+    assert check_format("onnx") == "onnx"
+    assert export_mod.FORMATS == ("onnx",)
+    with pytest.raises(ConfigError, match="--format must be onnx"):
+        check_format("tflite")
+
+
+def test_parity_compares_labels_at_the_shared_decision_threshold() -> None:
+    at = DECISION_THRESHOLD
+    reference = np.array([[1 - at, at], [0.9, 0.1], [0.2, 0.8]])
+    candidate = np.array([[0.5001, 0.4999], [0.9, 0.1], [0.25, 0.75]])
+    r = compare(reference, candidate, np.array([1, 0, 1]), variant="onnx", file="model.onnx",
+                min_agreement=0.5)
+    assert r.agreement == pytest.approx(2 / 3) and r.passed
+    assert r.torch_accuracy == 1.0 and r.accuracy == pytest.approx(2 / 3)
+    assert r.max_abs_diff == pytest.approx(0.05)

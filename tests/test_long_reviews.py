@@ -12,10 +12,12 @@ import pytest
 
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.modeling.loading import load_tokenizer
-from imdb_sentiment.modeling.tokenization import cut, encode, special_tokens
-from imdb_sentiment.modeling.windows import (
+from imdb_sentiment.modeling.tokenization import (
     average_by_review,
     check_mode,
+    cut,
+    encode,
+    special_tokens,
     split_windows,
     window_starts,
 )
@@ -105,15 +107,15 @@ def test_truncation_settings_round_trip_through_a_run(
     from conftest import tiny_train_overrides
 
     from imdb_sentiment.config import resolve
-    from imdb_sentiment.evaluation import evaluate as evaluation
     from imdb_sentiment.inference.predictor import Predictor
+    from imdb_sentiment.metrics import classification
     from imdb_sentiment.training.loop import train
 
     overrides = tiny_train_overrides(tiny_model, prepared_data, tmp_path, "headtail")
     overrides.update({"model.truncation": "head+tail", "model.head_tokens": 5,
                       "model.max_length": 24, "training.epochs": 1})
     # One epoch is too short to beat chance; this test is about settings, not learning.
-    monkeypatch.setattr(evaluation, "at_chance", lambda _m, margin=0.0: False)
+    monkeypatch.setattr(classification, "at_chance", lambda _m, margin=0.0: False)
     run = train(resolve(overrides=overrides), log=lambda _m: None).run_dir
     saved = json.loads((run / "model" / "imdb_sentiment.json").read_text())
     assert saved["truncation"] == "head+tail" and saved["head_tokens"] == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from typer.testing import CliRunner
 
 from imdb_sentiment.cli.app import app
 from imdb_sentiment.errors import ConfigError, DataError, ModelError
-from imdb_sentiment.inference import predictor as predict_mod
-from imdb_sentiment.inference.predictor import Predictor, resolve_precision
+from imdb_sentiment.inference import backends
+from imdb_sentiment.inference.backends import OnnxModel, TorchModel, inference_precision
+from imdb_sentiment.inference.predictor import Predictor
+from imdb_sentiment.text import DECISION_THRESHOLD, LABELS
 
 
 @pytest.fixture(scope="module")
@@ -67,22 +70,25 @@ def test_bf16_matches_fp32_within_tolerance(trained_run: Path, reviews: list[str
     assert next(bf16.model.parameters()).dtype.is_floating_point  # type: ignore[union-attr]
     p32 = predictor.predict_proba(reviews)[:, 1]
     p16 = bf16.predict_proba(reviews)[:, 1]
-    assert np.mean((p32 >= 0.5) == (p16 >= 0.5)) >= predict_mod.BF16_MIN_AGREEMENT
-    assert np.abs(p32 - p16).max() <= predict_mod.BF16_MAX_ABS_DIFF
+    assert np.mean((p32 >= 0.5) == (p16 >= 0.5)) >= backends.BF16_MIN_AGREEMENT
+    assert np.abs(p32 - p16).max() <= backends.BF16_MAX_ABS_DIFF
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: True)
-    assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(predict_mod, "cpu_has_native_bf16", lambda: False)
-    assert resolve_precision("auto", "cpu") == "fp32"
-    assert resolve_precision("bf16", "cpu") == "bf16"
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)
+    assert inference_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    assert inference_precision("auto", "cpu") == "fp32"
+    assert inference_precision("bf16", "cpu") == "bf16"
     with pytest.raises(ConfigError, match="precision must be one of"):
-        resolve_precision("fp8", "cpu")
+        inference_precision("fp8", "cpu")
+    # fp16 is a training precision only: inference never silently accepts it.
+    with pytest.raises(ConfigError, match="auto, fp32, bf16"):
+        inference_precision("fp16", "cpu")
 
 
 def test_cpu_flag_probe_returns_a_bool() -> None:
-    assert isinstance(predict_mod.cpu_has_native_bf16(), bool)
+    assert isinstance(backends.cpu_has_native_bf16(), bool)
 
 
 def test_errors_are_one_line_and_specific(predictor: Predictor, trained_run: Path) -> None:
@@ -90,12 +96,53 @@ def test_errors_are_one_line_and_specific(predictor: Predictor, trained_run: Pat
         predictor.predict([])
     with pytest.raises(DataError, match="review 2 is empty"):
         predictor.predict(["fine", "   "])
+    # Only HTML line breaks: nothing is left once the text is cleaned as in training.
+    with pytest.raises(DataError, match="review 1 is empty"):
+        predictor.predict(["<br /><br/> <BR>", "fine"])
     with pytest.raises(ConfigError, match="backend must be one of"):
         Predictor.from_path(trained_run, backend="tensorrt")
     with pytest.raises(ModelError, match="imdb-sentiment export"):
         Predictor.from_path(trained_run / "model", backend="onnx-int8")
-    with pytest.raises(ModelError, match="needs a PyTorch model"):
-        Predictor(None, predictor.tokenizer, predictor.settings)
+
+
+def test_bad_backend_and_precision_are_config_errors_before_loading(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    """Bad flag values exit 2 even when the path is wrong too: they are checked first."""
+    missing = tmp_path / "no-such-run"
+    with pytest.raises(ConfigError, match="--backend must be one of torch, onnx, onnx-int8"):
+        Predictor.from_path(missing, backend="nope")
+    with pytest.raises(ConfigError, match="--precision must be one of"):
+        Predictor.from_path(missing, precision="fp8")
+    with pytest.raises(ConfigError, match="torch backend only"):
+        Predictor.from_path(missing, backend="onnx", precision="bf16")
+    with pytest.raises(ConfigError, match="onnx or onnx-int8"):
+        OnnxModel(missing / "model.onnx", "tensorrt")
+    with pytest.raises(ConfigError, match="--precision must be one of"):
+        TorchModel(predictor.model, precision="fp16")  # type: ignore[arg-type]
+
+
+class _FixedLogits:
+    """A runtime that scores every review the same: the Predictor works on any backend."""
+
+    name, precision = "fixed", "fp32"
+
+    def __init__(self, logits: tuple[float, float]) -> None:
+        self.logits = np.asarray(logits, dtype=np.float32)
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return np.tile(self.logits, (len(input_ids), 1))
+
+
+def test_predictor_labels_at_the_shared_decision_threshold(predictor: Predictor) -> None:
+    settings = dataclasses.replace(predictor.settings, temperature=1.0)
+    even = Predictor(_FixedLogits((0.0, 0.0)), predictor.tokenizer, settings)
+    assert even.backend == "fixed" and even.model is None
+    [p] = even.predict(["a film"])
+    assert p.positive_probability == DECISION_THRESHOLD
+    assert p.label == LABELS[1] and p.confidence == DECISION_THRESHOLD
+    [n] = Predictor(_FixedLogits((1.0, 0.0)), predictor.tokenizer, settings).predict(["a film"])
+    assert n.label == LABELS[0] and n.confidence > DECISION_THRESHOLD
 
 
 def test_cli_predict_precision_and_missing_onnx(trained_run: Path) -> None:
@@ -111,3 +158,7 @@ def test_cli_predict_precision_and_missing_onnx(trained_run: Path) -> None:
     assert "Traceback" not in missing.output
     bad = runner.invoke(app, ["predict", "--model", str(trained_run), "--precision", "fp8", "x"])
     assert bad.exit_code == ConfigError.exit_code
+    for verb in (["predict", "--model", str(trained_run), "x"], ["serve", str(trained_run)]):
+        bad_backend = runner.invoke(app, [*verb, "--backend", "nope"])
+        assert bad_backend.exit_code == ConfigError.exit_code, bad_backend.output
+        assert "--backend must be one of" in bad_backend.output

@@ -26,7 +26,8 @@ from schemathesis.checks import (  # noqa: E402
 )
 
 from imdb_sentiment.inference.predictor import Predictor  # noqa: E402
-from imdb_sentiment.serving.app import ServeOptions, create_app  # noqa: E402
+from imdb_sentiment.serving.app import create_app  # noqa: E402
+from imdb_sentiment.serving.schemas import ServeOptions  # noqa: E402
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 

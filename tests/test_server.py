@@ -18,7 +18,9 @@ from imdb_sentiment.inference.predictor import Predictor
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from imdb_sentiment.serving.app import API_KEY_ENV, ServeOptions, create_app  # noqa: E402
+from imdb_sentiment.serving.app import create_app  # noqa: E402
+from imdb_sentiment.serving.deps import API_KEY_ENV  # noqa: E402
+from imdb_sentiment.serving.schemas import ServeOptions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +225,94 @@ def test_serve_cli_checks_before_starting(trained_run: Path, tmp_path: Path) -> 
     assert no_onnx.exit_code == ModelError.exit_code and "imdb-sentiment export" in no_onnx.output
     bad = runner.invoke(cli_app, ["serve", str(trained_run), "--max-texts", "0"])
     assert bad.exit_code == ConfigError.exit_code
+
+
+# ------------------------------------------------ route functions and dependencies, called directly
+
+
+def test_api_key_dependency_alone() -> None:
+    from fastapi import HTTPException
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    from imdb_sentiment.serving.deps import require_api_key
+
+    def check(header: str | None, bearer: str | None, key: str | None) -> None:
+        token = HTTPAuthorizationCredentials(scheme="Bearer", credentials=bearer or "")
+        token = token if bearer else None
+        asyncio.run(require_api_key(header_key=header, token=token, api_key=key))
+
+    check(None, None, None)  # no key set: anyone may call
+    check("s3cret", None, "s3cret")
+    check(None, "s3cret", "s3cret")
+    for header, bearer in ((None, None), ("wrong", None), (None, "wrong"), ("s3cre", None),
+                           ("s3cret\u00e9", None)):
+        with pytest.raises(HTTPException) as refused:
+            check(header, bearer, "s3cret")
+        assert refused.value.status_code == 401
+        assert refused.value.headers == {"WWW-Authenticate": "Bearer"}
+
+
+def test_api_key_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imdb_sentiment.serving.deps import resolve_api_key
+
+    monkeypatch.setenv(API_KEY_ENV, "from-env")
+    assert resolve_api_key(ServeOptions()) == "from-env"
+    assert resolve_api_key(ServeOptions(api_key="given")) == "given"
+    assert resolve_api_key(ServeOptions(api_key="")) is None  # explicit empty: auth off
+    monkeypatch.delenv(API_KEY_ENV)
+    assert resolve_api_key(ServeOptions()) is None
+
+
+def test_request_texts_dependency_alone() -> None:
+    from fastapi import HTTPException
+
+    from imdb_sentiment.serving.deps import request_texts
+    from imdb_sentiment.serving.schemas import PredictRequest
+
+    opts = ServeOptions(max_texts=2, max_chars=10)
+
+    def texts(**body: object) -> list[str]:
+        return asyncio.run(request_texts(PredictRequest.model_validate(body), opts))
+
+    assert texts(text="good") == ["good"]
+    assert texts(texts=["a", "b"]) == ["a", "b"]
+    for body, status, reason in (({"texts": ["a"] * 3}, 413, "too many reviews: 3 > 2"),
+                                 ({"text": "x" * 11}, 413, "11 > 10 characters"),
+                                 ({"texts": ["ok", " "]}, 422, "review 2 is empty"),
+                                 ({}, 422, "exactly one of")):
+        with pytest.raises(HTTPException) as refused:
+            texts(**body)
+        assert (refused.value.status_code, reason in refused.value.detail) == (status, True)
+
+
+def test_routes_before_the_model_is_loaded(tmp_path: Path) -> None:
+    from fastapi import HTTPException
+
+    from imdb_sentiment.serving import routes
+    from imdb_sentiment.serving.deps import ModelState
+    from imdb_sentiment.serving.telemetry import Metrics
+
+    model = ModelState(run_path=tmp_path)
+    loading = asyncio.run(routes.ready(model=model, options=ServeOptions(), api_key=None))
+    assert loading.status_code == 503 and b"still loading" in loading.body
+    model.error = "no such run: nope"
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(routes.predict(texts=["great"], model=model, metrics=Metrics()))
+    assert refused.value.status_code == 503 and refused.value.detail == "no such run: nope"
+
+
+def test_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
+    # Without Content-Length the body used to be read whole, however large, before any check.
+    def chunks() -> Iterator[bytes]:
+        yield b'{"text": "'
+        for _ in range(60):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    r = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    small = client.post("/predict", content=iter([b'{"text": ', b'"fine film"}']),
+                        headers={"content-type": "application/json"})
+    assert small.status_code == 200
+    r = client.post("/predict", content=b"{}", headers={"content-length": "12a"})
+    assert r.status_code == 413

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 from conftest import tiny_train_overrides
@@ -11,7 +10,7 @@ from conftest import tiny_train_overrides
 from imdb_sentiment.config import resolve
 from imdb_sentiment.errors import ConfigError, DataError, ModelError, RunError, TrainingFailedError
 from imdb_sentiment.runs import LATEST_FILE, resolve_run
-from imdb_sentiment.training.loop import _sample, train
+from imdb_sentiment.training.loop import train
 
 
 def _cfg(tiny_model: Path, data: Path, runs: Path, name: str, **extra: object):
@@ -36,6 +35,10 @@ def test_run_directory_is_self_describing(trained_run: Path, prepared_data: Path
     assert metrics["metrics"]["accuracy"] > 0.8
     assert metrics["metrics"]["world_size"] == 1
     assert metrics["processes"][0]["optimizer_steps"] > 0
+    # One calibration schema for training, eval and the model card.
+    assert set(metrics["metrics"]["calibration"]) == {
+        "temperature", "ece_uncalibrated", "brier_uncalibrated", "ece", "brier", "fitted_on",
+        "log_loss", "ece_crossfit", "brier_crossfit"}
 
     saved = yaml.safe_load((trained_run / "config.yaml").read_text())
     assert saved["run"]["name"] == "tiny"
@@ -119,11 +122,11 @@ def test_bad_inputs_leave_nothing_behind(tiny_model: Path, prepared_data: Path,
 
 def test_training_arguments_is_the_one_translation(tiny_model: Path, prepared_data: Path,
                                                    tmp_path: Path) -> None:
-    from imdb_sentiment.training.loop import training_arguments
+    from imdb_sentiment.training.arguments import training_arguments
 
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "t",
                **{"training.eval_steps": 10, "training.warmup_ratio": 0.1})
-    args = training_arguments(cfg, tmp_path / "t", "none")
+    args = training_arguments(cfg, tmp_path / "t", "none", train_rows=300)
     assert args.learning_rate == pytest.approx(5e-3)
     assert args.per_device_train_batch_size == 8
     assert args.eval_strategy == "steps" and args.eval_steps == 10
@@ -139,7 +142,7 @@ def test_invalid_trainer_settings_become_config_errors(tiny_model: Path, prepare
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import transformers
 
-    from imdb_sentiment.training.loop import training_arguments
+    from imdb_sentiment.training.arguments import training_arguments
 
     def refuse(*_a: object, **_k: object) -> None:
         raise ValueError("bf16 is not supported here\nmore detail")
@@ -148,25 +151,77 @@ def test_invalid_trainer_settings_become_config_errors(tiny_model: Path, prepare
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "t")
     with pytest.raises(ConfigError,
                        match=r"invalid training settings: bf16 is not supported here$"):
-        training_arguments(cfg, tmp_path / "t", "none")
+        training_arguments(cfg, tmp_path / "t", "none", train_rows=300)
 
 
-def test_subsample_is_stratified_and_seeded() -> None:
-    frame = pd.DataFrame({"text": [f"r{i}" for i in range(100)],
-                          "label": [i % 2 for i in range(100)]})
-    a = _sample(frame, 20, 1)
-    assert len(a) == 20 and a["label"].sum() == 10
-    assert a.index.tolist() == _sample(frame, 20, 1).index.tolist()
-    assert _sample(frame, None, 1) is frame
-    assert len(_sample(frame, 500, 1)) == 100
+@pytest.mark.parametrize(("epochs", "accumulation", "steps", "warmup"),
+                         [(2, 1, 76, 8), (1.5, 3, 20, 2)])
+def test_warmup_ratio_becomes_whole_steps_of_the_trainers_schedule(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path, epochs: float, accumulation: int,
+    steps: int, warmup: int,
+) -> None:
+    """0.1 of the run's optimiser steps, as a count every transformers version reads the same;
+    the count is the one Trainer derives, and its scheduler warms up for exactly that long."""
+    from transformers import Trainer
+
+    from imdb_sentiment.modeling.loading import load_model_for_training
+    from imdb_sentiment.training.arguments import optimizer_steps, training_arguments
+    from imdb_sentiment.training.dataset import EncodedReviews
+
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "t",
+               **{"training.warmup_ratio": 0.1, "training.epochs": epochs,
+                  "training.gradient_accumulation_steps": accumulation})
+    rows = 300  # 38 batches of 8 per epoch, the last one short
+    args = training_arguments(cfg, tmp_path / "t", "none", train_rows=rows)
+    assert optimizer_steps(cfg, rows, processes=1) == steps
+    assert args.warmup_steps == warmup and isinstance(args.warmup_steps, int)
+
+    reviews = EncodedReviews([[101, 7, 102]] * rows, [i % 2 for i in range(rows)])
+    trainer = Trainer(model=load_model_for_training(str(tiny_model)), args=args,
+                      train_dataset=reviews, eval_dataset=reviews)  # type: ignore[arg-type]
+    *_, max_steps = trainer.set_initial_training_values(args, trainer.get_train_dataloader())
+    assert max_steps == steps
+    trainer.create_optimizer_and_scheduler(num_training_steps=max_steps)
+    factor = trainer.lr_scheduler.lr_lambdas[0]  # type: ignore[union-attr]
+    assert factor(warmup - 1) < 1.0 and factor(warmup) == pytest.approx(1.0)
+
+
+def test_warmup_counts_each_process_share_of_the_data(tiny_model: Path, prepared_data: Path,
+                                                      tmp_path: Path) -> None:
+    from imdb_sentiment.training.arguments import optimizer_steps, warmup_steps
+
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "t", **{"training.warmup_ratio": 0.1})
+    assert optimizer_steps(cfg, 300, processes=2) == 38  # 2 epochs of 19 batches per process
+    assert warmup_steps(cfg, 300, processes=2) == 4
+    no_warmup = _cfg(tiny_model, prepared_data, tmp_path, "t")
+    assert warmup_steps(no_warmup, 300, processes=1) == 0
+    # 0.1 * 30 is 3.0000000000000004 in floats: still 3 steps, not 4.
+    assert warmup_steps(_cfg(tiny_model, prepared_data, tmp_path, "t",
+                             **{"training.warmup_ratio": 0.1, "training.epochs": 1,
+                                "training.batch_size": 10}), 300, processes=1) == 3
+
+
+def test_training_precision_resolves_auto_by_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from imdb_sentiment.training.arguments import training_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_precision("auto") == "fp32"
+    assert training_precision("fp16") == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert training_precision("auto") == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert training_precision("auto") == "bf16"
 
 
 def test_run_metrics_match_an_independent_pass_over_validation(trained_run: Path) -> None:
     """The validation figures kept from training belong to the saved (best) model."""
-    from imdb_sentiment.evaluation.evaluate import evaluate
+    from imdb_sentiment.evaluation.evaluate import EvalOptions, evaluate
 
     saved = json.loads((trained_run / "metrics.json").read_text())["metrics"]
-    fresh = evaluate(trained_run, split="validation", report=False).metrics
+    fresh = evaluate(trained_run, EvalOptions(split="validation", report=False)).metrics
     assert fresh["n"] == saved["n"]
     assert fresh["accuracy"] == pytest.approx(saved["accuracy"])
     assert fresh["roc_auc"] == pytest.approx(saved["roc_auc"], abs=1e-4)
@@ -175,7 +230,7 @@ def test_run_metrics_match_an_independent_pass_over_validation(trained_run: Path
 def test_kept_logits_are_looked_up_by_checkpoint_step() -> None:
     import numpy as np
 
-    from imdb_sentiment.training.loop import ValidationLogits
+    from imdb_sentiment.training.callbacks import ValidationLogits
 
     kept = ValidationLogits()
     kept.by_step[40] = (np.zeros((2, 2)), np.array([0, 1]))

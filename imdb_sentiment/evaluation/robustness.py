@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from imdb_sentiment.text import DECISION_THRESHOLD
+
 Proba = Callable[[list[str]], np.ndarray]
 """Texts in, positive-class probabilities (shape ``(n,)``) out."""
 
@@ -234,7 +236,7 @@ def run_checks(proba: Proba, texts: Sequence[str], labels: Sequence[int], *,
                                    ("neutral_sentence", appended, p_new[len(picked) :])):
         for t, q, p0, p1 in zip(picked, perturbed, p_orig, probs, strict=True):
             cases.append(Case(name, "invariance", t, q, float(p0), float(p1),
-                              bool((p0 >= 0.5) == (p1 >= 0.5))))
+                              bool((p0 >= DECISION_THRESHOLD) == (p1 >= DECISION_THRESHOLD))))
 
     positives = positive_sentences(texts, labels, rng, samples)
     if positives:

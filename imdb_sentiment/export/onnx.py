@@ -1,172 +1,60 @@
-"""ONNX export (float32 and dynamic int8) with a parity check against the PyTorch model.
+"""ONNX export (float32 and dynamic int8), kept only when it passes the parity check.
 
 ``export_onnx`` writes ``<model>/onnx/model.onnx`` (and ``model.int8.onnx`` with
 ``quantize="int8"``) plus ``parity.json``. Every file is built in a staging folder and moved into
 place only when each exported model agrees with the PyTorch model on at least
-:data:`MIN_AGREEMENT` of the parity reviews, so a refused export leaves nothing half-written.
-Inference on the exported files goes through :class:`imdb_sentiment.predict.Predictor` (same
-tokenization, same temperature) with :class:`OnnxModel` in place of the PyTorch module.
+:data:`~imdb_sentiment.export.parity.MIN_AGREEMENT` of the parity reviews, so a refused export
+leaves nothing half-written. Export depends on inference, never the reverse: the exported files
+are run by :class:`~imdb_sentiment.inference.backends.OnnxModel` inside the same
+:class:`~imdb_sentiment.inference.predictor.Predictor` (same tokenization, same temperature).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from imdb_sentiment.errors import ConfigError, DataError, MissingExtraError, ModelError
+from imdb_sentiment.atomic import write_json
+from imdb_sentiment.errors import ConfigError, ModelError
+from imdb_sentiment.export.parity import (
+    MIN_AGREEMENT,
+    Parity,
+    compare,
+    parity_reviews,
+    probabilities,
+    refuse_failed,
+)
+from imdb_sentiment.inference.backends import (
+    FP32_FILE,
+    INT8_FILE,
+    ONNX_DIR,
+    OnnxModel,
+    require_onnxruntime,
+)
+from imdb_sentiment.inference.predictor import Predictor
 
 if TYPE_CHECKING:
-    from imdb_sentiment.inference.predictor import Predictor
+    import numpy as np
 
-ONNX_DIR = "onnx"
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
 PARITY_FILE = "parity.json"
-MIN_AGREEMENT = 0.995
-"""Share of parity reviews on which an exported model must give PyTorch's label."""
 OPSET = 17
 FORMATS = ("onnx",)
+"""``--format`` choices of ``imdb-sentiment export``."""
 QUANTIZATIONS = ("int8",)
 
 Log = Callable[[str], None]
 
 
-def _require_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingExtraError("onnxruntime", "export") from None
-    return onnxruntime
-
-
-class OnnxModel:
-    """An exported classifier run by onnxruntime: padded ids and mask in, logits out."""
-
-    def __init__(self, path: str | Path, variant: str = "onnx", threads: int | None = None):
-        ort = _require_onnxruntime()
-        self.path = Path(path)
-        self.variant = variant
-        self.precision = "int8" if variant == "onnx-int8" else "fp32"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own, unexported exception types
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            raise ModelError(f"{self.path} is not a usable ONNX model ({reason})") from None
-        self.input_names = {i.name for i in self.session.get_inputs()}
-
-    @classmethod
-    def load(cls, model_dir: str | Path, *, quantized: bool = False) -> OnnxModel:
-        """The exported model next to a saved model; :class:`ModelError` when not exported."""
-        name = INT8_FILE if quantized else FP32_FILE
-        path = Path(model_dir) / ONNX_DIR / name
-        if not path.is_file():
-            run = Path(model_dir)
-            run = run.parent if run.name == "model" else run
-            flag = " --quantize int8" if quantized else ""
-            raise ModelError(
-                f"no {name} in {path.parent}; create it with: "
-                f"imdb-sentiment export {run} --format onnx{flag}"
-            )
-        return cls(path, "onnx-int8" if quantized else "onnx")
-
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.zeros_like(input_ids)
-        logits = self.session.run(["logits"], feeds)[0]
-        return np.asarray(logits, dtype=np.float32)
-
-
-@dataclass
-class Parity:
-    """How closely an exported model reproduces the PyTorch model on the parity reviews."""
-
-    variant: str
-    file: str
-    n: int
-    agreement: float
-    max_abs_diff: float
-    mean_abs_diff: float
-    passed: bool
-    accuracy: float | None = None
-    torch_accuracy: float | None = None
-    recipe: str | None = None
-
-
-@dataclass
-class ExportResult:
-    """What ``export_onnx`` wrote."""
-
-    out_dir: Path
-    files: list[Path]
-    parity: list[Parity] = field(default_factory=list)
-    source: str = ""
-
-
-def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None,
-            *, variant: str, file: str, min_agreement: float) -> Parity:
-    """Label agreement and positive-probability differences of two ``(n, 2)`` outputs."""
-    ref_label = reference[:, 1] >= 0.5
-    cand_label = candidate[:, 1] >= 0.5
-    diff = np.abs(reference[:, 1] - candidate[:, 1])
-    agreement = float(np.mean(ref_label == cand_label))
-    acc = torch_acc = None
-    if labels is not None:
-        acc = float(np.mean(cand_label.astype(int) == labels))
-        torch_acc = float(np.mean(ref_label.astype(int) == labels))
-    return Parity(variant=variant, file=file, n=len(reference), agreement=agreement,
-                  max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
-                  passed=agreement >= min_agreement, accuracy=acc, torch_accuracy=torch_acc)
-
-
-def parity_reviews(run: Path, *, file: str | Path | None = None, data_dir: str | Path | None = None,
-                   text_column: str = "text", label_column: str = "label",
-                   max_samples: int | None = 500) -> tuple[list[str], np.ndarray | None, str]:
-    """Reviews (and labels when known) to check an export on: validation, or ``file``."""
-    from imdb_sentiment.data import prepare as data_mod
-    from imdb_sentiment.runs import run_data_dir
-
-    labels: np.ndarray | None = None
-    if file is not None:
-        try:
-            frame = data_mod.read_labelled_file(file, text_column=text_column,
-                                                label_column=label_column)
-        except DataError:
-            frame = None
-        if frame is None:
-            texts = data_mod.read_texts_file(file, text_column=text_column)
-            source = str(file)
-        else:
-            texts, labels, source = frame["text"].tolist(), frame["label"].to_numpy(), str(file)
-    else:
-        folder = Path(data_dir) if data_dir is not None else run_data_dir(run)
-        try:
-            frame = data_mod.load_split(folder, "validation")
-        except DataError as exc:
-            raise DataError(f"{exc} (the parity check needs validation reviews; "
-                            "pass --data DIR or --file PATH)") from None
-        texts, labels = frame["text"].tolist(), frame["label"].to_numpy()
-        source = f"validation split of {folder}"
-    if max_samples is not None and len(texts) > max_samples:
-        pick = np.sort(np.random.default_rng(0).choice(len(texts), max_samples, replace=False))
-        texts = [texts[i] for i in pick]
-        labels = labels[pick] if labels is not None else None
-    if not texts:
-        raise DataError(f"no reviews to check the export on in {source}")
-    return texts, (labels.astype(int) if labels is not None else None), source
+def check_format(format_: str) -> str:
+    """Validate an ``export --format`` value against :data:`FORMATS`."""
+    if format_ not in FORMATS:
+        raise ConfigError(f"--format must be {' or '.join(FORMATS)}, got {format_!r}")
+    return format_
 
 
 def export_graph(predictor: Predictor, path: Path) -> None:
@@ -287,104 +175,134 @@ def quantize_int8(src: Path, dst: Path, recipe: Int8Recipe = INT8_RECIPES[0], *,
         src.unlink()
 
 
-def _probabilities(predictor: Predictor, texts: list[str]) -> np.ndarray:
-    from imdb_sentiment.metrics.classification import softmax
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``export_onnx`` writes and how it checks it (the ``export`` flags)."""
 
-    return softmax(predictor.logits(predictor.encode(texts)), predictor.settings.temperature)
+    quantize: str | None = None
+    """``int8`` also writes a dynamically quantized model."""
+    file: str | Path | None = None
+    """Check parity on this file's reviews instead of the run's validation split."""
+    data_dir: str | Path | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    max_samples: int | None = 500
+    min_agreement: float = MIN_AGREEMENT
+    optimize: bool = True
+    batch_size: int = 32
+    recipes: tuple[Int8Recipe, ...] = INT8_RECIPES
+
+    def __post_init__(self) -> None:
+        """Reject bad flag values (exit 2) before any model is loaded."""
+        if self.quantize is not None and self.quantize not in QUANTIZATIONS:
+            raise ConfigError(
+                f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {self.quantize!r}")
+        if not 0.0 < self.min_agreement <= 1.0:
+            raise ConfigError(f"--min-agreement must be in (0, 1], got {self.min_agreement}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"--max-samples must be at least 1, got {self.max_samples}")
 
 
-def export_onnx(
-    run: str | Path,
-    *,
-    quantize: str | None = None,
-    file: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    text_column: str = "text",
-    label_column: str = "label",
-    max_samples: int | None = 500,
-    min_agreement: float = MIN_AGREEMENT,
-    optimize: bool = True,
-    batch_size: int = 32,
-    recipes: tuple[Int8Recipe, ...] = INT8_RECIPES,
-    log: Log = print,
-) -> ExportResult:
-    """Export a trained model to ONNX (optionally int8) if it passes the parity check.
+@dataclass
+class ExportResult:
+    """What ``export_onnx`` wrote."""
 
-    For int8 the recipes are tried in order and the first that passes is kept.
-    """
-    from imdb_sentiment.inference.predictor import Predictor
+    out_dir: Path
+    files: list[Path]
+    parity: list[Parity] = field(default_factory=list)
+    source: str = ""
 
-    _require_onnxruntime()
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
-    if not 0.0 < min_agreement <= 1.0:
-        raise ConfigError(f"--min-agreement must be in (0, 1], got {min_agreement}")
-    run_path = Path(run)
-    reference = Predictor.from_path(run_path, precision="fp32", batch_size=batch_size)
-    model_dir = reference.model_dir or run_path
-    texts, labels, source = parity_reviews(run_path, file=file, data_dir=data_dir,
-                                           text_column=text_column, label_column=label_column,
-                                           max_samples=max_samples)
-    out_dir = model_dir / ONNX_DIR
+
+class _ParityCheck:
+    """Scores one staged ONNX file against the PyTorch reference on the parity reviews."""
+
+    def __init__(self, reference: Predictor, texts: list[str], labels: np.ndarray | None,
+                 staging: Path, opts: ExportOptions) -> None:
+        self.reference, self.texts, self.labels = reference, texts, labels
+        self.staging, self.opts = staging, opts
+        self.expected = probabilities(reference, texts)
+
+    def __call__(self, variant: str, name: str) -> Parity:
+        r = self.reference
+        candidate = Predictor(OnnxModel(self.staging / name, variant), r.tokenizer, r.settings,
+                              batch_size=self.opts.batch_size, model_dir=r.model_dir)
+        return compare(self.expected, probabilities(candidate, self.texts), self.labels,
+                       variant=variant, file=name, min_agreement=self.opts.min_agreement)
+
+
+def _quantize_first_passing(raw: Path, check: _ParityCheck, log: Log) -> Parity:
+    """Try the int8 recipes in order; the first that passes, else the closest one."""
+    opts = check.opts
+    recipes = opts.recipes if opts.optimize else tuple(r for r in opts.recipes if not r.fused)
+    if not recipes:
+        raise ConfigError("no int8 recipe to try")
+    tried: list[Parity] = []
+    for recipe in recipes:
+        log(f"quantizing weights to int8 ({recipe.name})")
+        quantize_int8(raw, check.staging / INT8_FILE, recipe, log=log)
+        tried.append(check("onnx-int8", INT8_FILE))
+        tried[-1].recipe = recipe.name
+        log(f"  label agreement {tried[-1].agreement:.2%}, max |Δp| {tried[-1].max_abs_diff:.4f}")
+        if tried[-1].passed:
+            return tried[-1]
+    return max(tried, key=lambda r: r.agreement)
+
+
+@contextmanager
+def _staging(out_dir: Path) -> Iterator[Path]:
+    """A private folder inside ``out_dir``, removed afterwards (and ``out_dir`` if left empty)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        log(f"exporting {model_dir} to ONNX (opset {OPSET})")
-        raw = staging / "raw.onnx"
-        export_graph(reference, raw)
-        log(f"parity check on {len(texts):,} reviews ({source})")
-        ref_probs = _probabilities(reference, texts)
-
-        def check(variant: str, name: str) -> Parity:
-            onnx = OnnxModel(staging / name, variant)
-            candidate = Predictor(None, reference.tokenizer, reference.settings,
-                                  batch_size=batch_size, model_dir=model_dir, onnx=onnx)
-            return compare(ref_probs, _probabilities(candidate, texts), labels,
-                           variant=variant, file=name, min_agreement=min_agreement)
-
-        reports, names = [], [FP32_FILE]
-        if quantize:
-            names.append(INT8_FILE)
-            tried: list[Parity] = []
-            for recipe in recipes if optimize else [r for r in recipes if not r.fused]:
-                log(f"quantizing weights to int8 ({recipe.name})")
-                quantize_int8(raw, staging / INT8_FILE, recipe, log=log)
-                tried.append(check("onnx-int8", INT8_FILE))
-                tried[-1].recipe = recipe.name
-                log(f"  label agreement {tried[-1].agreement:.2%}, "
-                    f"max |Δp| {tried[-1].max_abs_diff:.4f}")
-                if tried[-1].passed:
-                    break
-            if not tried:
-                raise ConfigError("no int8 recipe to try")
-            reports.append(tried[-1] if tried[-1].passed else
-                           max(tried, key=lambda r: r.agreement))
-        if optimize:
-            optimize_graph(raw, log)
-        os.replace(raw, staging / FP32_FILE)
-        reports.insert(0, check("onnx", FP32_FILE))
-        failed = [r for r in reports if not r.passed]
-        if failed:
-            r = failed[0]
-            which = f"{r.variant} (best int8 recipe: {r.recipe})" if r.recipe else r.variant
-            raise ModelError(
-                f"export refused: the {which} model gives PyTorch's label on "
-                f"{r.agreement:.2%} of {r.n:,} reviews (needs {min_agreement:.1%}; "
-                f"max |Δp| {r.max_abs_diff:.4f}); nothing was written"
-            )
-        report = {"source": source, "n": len(texts), "min_agreement": min_agreement,
-                  "temperature": reference.settings.temperature,
-                  "max_length": reference.settings.max_length,
-                  "models": [asdict(r) for r in reports]}
-        (staging / PARITY_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        files = []
-        for name in [*names, PARITY_FILE]:
-            os.replace(staging / name, out_dir / name)
-            files.append(out_dir / name)
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if not any(out_dir.iterdir()):
             out_dir.rmdir()
+
+
+def _stage_models(raw: Path, check: _ParityCheck, log: Log) -> list[Parity]:
+    """Turn the traced graph into the fp32 (and int8) files; their parity, fp32 first."""
+    opts, staging = check.opts, check.staging
+    reports = [_quantize_first_passing(raw, check, log)] if opts.quantize else []
+    if opts.optimize:
+        optimize_graph(raw, log)
+    os.replace(raw, staging / FP32_FILE)
+    return [check("onnx", FP32_FILE), *reports]
+
+
+def export_onnx(run: str | Path, options: ExportOptions | None = None, *,
+                log: Log = print) -> ExportResult:
+    """Export a trained model to ONNX (optionally int8) if it passes the parity check.
+
+    For int8 the recipes are tried in order and the first that passes is kept. Nothing is
+    written when a model fails: :class:`ModelError` says which and by how much.
+    """
+    opts = options or ExportOptions()
+    require_onnxruntime()
+    run_path = Path(run)
+    reference = Predictor.from_path(run_path, precision="fp32", batch_size=opts.batch_size)
+    texts, labels, source = parity_reviews(
+        run_path, file=opts.file, data_dir=opts.data_dir, text_column=opts.text_column,
+        label_column=opts.label_column, max_samples=opts.max_samples)
+    out_dir = (reference.model_dir or run_path) / ONNX_DIR
+    with _staging(out_dir) as staging:
+        log(f"exporting {reference.model_dir or run_path} to ONNX (opset {OPSET})")
+        raw = staging / "raw.onnx"
+        export_graph(reference, raw)
+        log(f"parity check on {len(texts):,} reviews ({source})")
+        check = _ParityCheck(reference, texts, labels, staging, opts)
+        reports = _stage_models(raw, check, log)
+        refuse_failed(reports, opts.min_agreement)
+        s = reference.settings
+        write_json(staging / PARITY_FILE, {
+            "source": source, "n": len(texts), "min_agreement": opts.min_agreement,
+            "temperature": s.temperature, "max_length": s.max_length,
+            "models": [asdict(r) for r in reports]})
+        files = []
+        for name in [r.file for r in reports] + [PARITY_FILE]:
+            os.replace(staging / name, out_dir / name)
+            files.append(out_dir / name)
     return ExportResult(out_dir=out_dir, files=files, parity=reports, source=source)

@@ -12,59 +12,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imdb_sentiment.errors import ConfigError, DataError, ModelError
+from imdb_sentiment.errors import ConfigError, DataError
+from imdb_sentiment.inference.backends import Runtime, TorchModel, load_backend
 from imdb_sentiment.metrics.classification import softmax
-from imdb_sentiment.modeling.loading import (
-    InferenceSettings,
-    find_model_dir,
-    load_tokenizer,
-    load_trained,
+from imdb_sentiment.modeling.tokenization import (
+    Encoded,
+    Windows,
+    check_mode,
+    chunk_windows,
+    chunked_probabilities,
+    encode,
 )
-from imdb_sentiment.modeling.tokenization import Encoded, encode
-from imdb_sentiment.modeling.windows import Windows, chunk_windows, chunked_probabilities
-from imdb_sentiment.text import LABELS
+from imdb_sentiment.text import clean_text, label_name, predicted_labels
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from imdb_sentiment.export.onnx import OnnxModel
+    from imdb_sentiment.modeling.loading import InferenceSettings
 
-PRECISIONS = ("auto", "fp32", "bf16")
-BACKENDS = ("torch", "onnx", "onnx-int8")
-
-# bf16 parity with fp32, measured with scripts/bench_inference.py on 1,000 real IMDB validation
-# reviews (MiniLM fine-tuned on 2,000 reviews, 128 tokens; docs/INFERENCE.md): labels agree on
-# 99.9%, |Δp| max 0.0115, mean 0.0008, accuracy 0.817 vs 0.816. The tolerance we hold bf16 to
-# (and test) is below. "auto" picks bf16 only where the CPU computes it natively (AMX or
-# AVX512-BF16); elsewhere bf16 is emulated and was 3x slower than fp32, so auto stays fp32.
-BF16_MIN_AGREEMENT = 0.995
-BF16_MAX_ABS_DIFF = 0.05
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU has bf16 matrix instructions (Intel AMX or AVX512-BF16)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def resolve_precision(precision: str, device_type: str) -> str:
-    """Turn ``auto`` into ``fp32`` or ``bf16`` for this device; validate the value."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device_type == "cuda":
-        import torch
-
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device_type == "cpu" and cpu_has_native_bf16() else "fp32"
+UNCERTAIN = "uncertain"
+"""The label ``--uncertain-band`` gives reviews whose probability lies in the band."""
 
 
 @dataclass
@@ -79,6 +46,7 @@ class Prediction:
     read_fraction: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON row of ``predict --json`` and ``POST /predict``, rounded."""
         return {
             "label": self.label,
             "positive_probability": round(self.positive_probability, 6),
@@ -96,82 +64,72 @@ def check_texts(texts: Sequence[str]) -> None:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise DataError(f"review {i + 1} is not text")
-        if not text.strip():
+        if not clean_text(text):  # what the model would read: "<br />" alone is empty too
             raise DataError(f"review {i + 1} is empty")
 
 
 class Predictor:
-    """Batched, length-sorted inference with a fine-tuned classifier."""
+    """Batched, length-sorted inference with a fine-tuned classifier on any backend."""
 
     def __init__(
         self,
-        model: PreTrainedModel | None,
+        runtime: Runtime,
         tokenizer: PreTrainedTokenizerBase,
         settings: InferenceSettings,
         *,
         batch_size: int = 32,
-        device: str | None = None,
         model_dir: Path | None = None,
         long_reviews: str = "truncate",
-        precision: str = "auto",
-        onnx: OnnxModel | None = None,
     ) -> None:
-        """Wrap a PyTorch ``model``, or pass ``model=None`` and an exported ``onnx`` model.
+        """Read reviews with ``tokenizer`` as ``settings`` say, and score them on ``runtime``.
 
-        ``precision`` (torch only): ``fp32``, ``bf16`` or ``auto`` (bf16 where the hardware
-        does it natively, see :func:`resolve_precision`).
+        ``runtime`` is a :class:`~imdb_sentiment.inference.backends.TorchModel` or an
+        :class:`~imdb_sentiment.inference.backends.OnnxModel`; :meth:`from_path` builds one.
+        ``long_reviews``: ``truncate`` cuts with the trained strategy, ``chunks`` averages
+        overlapping windows over the whole review.
         """
-        import torch
-
-        from imdb_sentiment.modeling.windows import check_mode
-
-        self.model = model
+        self.runtime = runtime
         self.tokenizer = tokenizer
         self.settings = settings
         self.batch_size = batch_size
         self.model_dir = model_dir
-        # "truncate": cut with the trained strategy; "chunks": average overlapping windows.
         self.long_reviews = check_mode(long_reviews)
-        self.onnx = onnx
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if onnx is not None:
-            if precision not in ("auto", "fp32"):
-                raise ConfigError(f"--precision {precision} applies to the torch backend only")
-            self.backend, self.precision = onnx.variant, onnx.precision
-            self.device = torch.device("cpu")
-        elif model is None:
-            raise ModelError("a Predictor needs a PyTorch model or an exported ONNX model")
-        else:
-            self.backend = "torch"
-            self.precision = resolve_precision(precision, self.device.type)
-            module: torch.nn.Module = model
-            module.to(self.device)
-            # bf16 weights and activations (not autocast): measured faster on AMX CPUs.
-            module.to(torch.bfloat16 if self.precision == "bf16" else torch.float32)
-            module.eval()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod
-    def from_path(cls, path: str | Path, *, backend: str = "torch", **kwargs: Any) -> Predictor:
+    def from_path(
+        cls, path: str | Path, *, backend: str = "torch", precision: str = "auto",
+        device: str | None = None, **kwargs: Any,
+    ) -> Predictor:
         """Load from a run directory or a model folder.
 
         ``backend``: ``torch`` (the saved weights), ``onnx`` or ``onnx-int8`` (the files
-        ``imdb-sentiment export`` wrote next to them).
+        ``imdb-sentiment export`` wrote next to them). ``precision`` (torch only): ``fp32``,
+        ``bf16`` or ``auto`` (bf16 where the hardware does it natively). ``kwargs`` go to
+        :class:`Predictor`. Bad ``backend`` or ``precision`` values raise :class:`ConfigError`
+        before anything is loaded.
         """
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if backend == "torch":
-            model, tokenizer, settings, model_dir = load_trained(path)
-            return cls(model, tokenizer, settings, model_dir=model_dir, **kwargs)
-        from imdb_sentiment.export.onnx import OnnxModel
+        runtime, tokenizer, settings, model_dir = load_backend(
+            path, backend, precision=precision, device=device)
+        return cls(runtime, tokenizer, settings, model_dir=model_dir, **kwargs)
 
-        model_dir = find_model_dir(path)
-        onnx = OnnxModel.load(model_dir, quantized=backend == "onnx-int8")
-        tokenizer = load_tokenizer(str(model_dir))
-        settings = InferenceSettings.load(model_dir)
-        return cls(None, tokenizer, settings, model_dir=model_dir, onnx=onnx, **kwargs)
+    @property
+    def backend(self) -> str:
+        """``torch``, ``onnx`` or ``onnx-int8``."""
+        return self.runtime.name
+
+    @property
+    def precision(self) -> str:
+        """``fp32``, ``bf16`` (torch) or ``int8`` (onnx-int8)."""
+        return self.runtime.precision
+
+    @property
+    def model(self) -> PreTrainedModel | None:
+        """The PyTorch model on the torch backend; ``None`` on ONNX Runtime."""
+        return self.runtime.module if isinstance(self.runtime, TorchModel) else None
 
     def encode(self, texts: Sequence[str]) -> Encoded:
+        """Clean and tokenize reviews as the model was trained, cut to its length."""
         s = self.settings
         return encode(self.tokenizer, list(texts), s.max_length, s.truncation, s.head_tokens)
 
@@ -192,21 +150,9 @@ class Predictor:
 
     def logits(self, enc: Encoded) -> np.ndarray:
         """Raw logits for encoded reviews, in input order."""
-        import torch
-
         out = np.zeros((len(enc.input_ids), 2), dtype=np.float32)
-        if self.onnx is not None:
-            for idx, ids, mask in self._batches(enc):
-                out[idx] = self.onnx(ids, mask)
-            return out
-        assert self.model is not None  # __init__ guarantees one of model and onnx
-        with torch.inference_mode():
-            for idx, ids, mask in self._batches(enc):
-                result = self.model(
-                    input_ids=torch.from_numpy(ids).to(self.device),
-                    attention_mask=torch.from_numpy(mask).to(self.device),
-                )
-                out[idx] = result.logits.float().cpu().numpy()
+        for idx, ids, mask in self._batches(enc):
+            out[idx] = self.runtime(ids, mask)
         return out
 
     def window_logits(self, texts: Sequence[str]) -> tuple[Windows, np.ndarray]:
@@ -225,7 +171,7 @@ class Predictor:
         enc = self.encode(texts)
         if self.long_reviews == "chunks":
             windows, window_logits = self.window_logits(texts)
-            return (lambda t: chunked_probabilities(windows, window_logits, t, softmax)), enc
+            return (lambda t: chunked_probabilities(windows, window_logits, t)), enc
         logits = self.logits(enc)
         return (lambda t: softmax(logits, t)), enc
 
@@ -248,11 +194,10 @@ class Predictor:
         check_texts(texts)
         probs, enc = self._probabilities(texts)
         out = []
-        for i, p in enumerate(probs):
-            label = int(p[1] >= 0.5)
+        for i, (p, label) in enumerate(zip(probs, predicted_labels(probs[:, 1]), strict=True)):
             out.append(
                 Prediction(
-                    label=LABELS[label],
+                    label=label_name(label),
                     positive_probability=float(p[1]),
                     confidence=float(p[label]),
                     n_tokens=enc.n_tokens[i],
@@ -268,8 +213,6 @@ class Predictor:
 
 def parse_uncertain_band(text: str) -> tuple[float, float]:
     """Parse ``--uncertain-band LO:HI`` (for example ``0.4:0.6``); 0 <= LO < HI <= 1."""
-    from imdb_sentiment.errors import ConfigError
-
     usage = f"--uncertain-band expects LO:HI with 0 <= LO < HI <= 1, e.g. 0.4:0.6; got {text!r}"
     parts = text.split(":")
     if len(parts) != 2:
@@ -296,6 +239,3 @@ def apply_uncertain_band(predictions: list[Prediction],
         if lo <= p.positive_probability <= hi:
             p.label = UNCERTAIN
     return predictions
-
-
-UNCERTAIN = "uncertain"

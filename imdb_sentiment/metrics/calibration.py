@@ -7,10 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from imdb_sentiment.text import LABELS, predicted_labels
+
 # The search runs over log T. Real fine-tuned classifiers land between ~0.5 and ~5; the wide
 # bounds only matter for degenerate logits, and hitting one is reported rather than hidden.
 MIN_TEMPERATURE = 1e-2
 MAX_TEMPERATURE = 100.0
+MIN_CONFIDENCE = 1 / len(LABELS)
+"""The predicted label's probability is never below this (0.5 for two labels)."""
 
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -48,7 +52,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def expected_calibration_error(labels: np.ndarray, positive: np.ndarray, bins: int = 15) -> float:
-    """ECE of the predicted label's confidence, with equal-width confidence bins over [0.5, 1]."""
+    """ECE of the predicted label's confidence, with equal-width bins over [MIN_CONFIDENCE, 1]."""
     table = reliability_table(labels, positive, bins)
     n = max(int(table.counts.sum()), 1)
     gaps = np.abs(table.accuracy - table.confidence)
@@ -75,11 +79,11 @@ def reliability_table(labels: np.ndarray, positive: np.ndarray, bins: int = 15) 
     """Bin reviews by the confidence of the predicted label (what a reliability diagram draws)."""
     y = np.asarray(labels).astype(int)
     p1 = np.asarray(positive, dtype=np.float64)
-    pred = (p1 >= 0.5).astype(int)
+    pred = predicted_labels(p1)
     conf = np.where(pred == 1, p1, 1 - p1)
     correct = (pred == y).astype(float)
-    edges = np.linspace(0.5, 1.0, bins + 1)
-    # Bin i holds (edges[i], edges[i+1]]; the first bin also holds exactly 0.5.
+    edges = np.linspace(MIN_CONFIDENCE, 1.0, bins + 1)
+    # Bin i holds (edges[i], edges[i+1]]; the first bin also holds its lower edge.
     index = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
     counts = np.bincount(index, minlength=bins).astype(int)
     with np.errstate(invalid="ignore", divide="ignore"):

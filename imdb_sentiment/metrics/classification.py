@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from imdb_sentiment.text import predicted_labels
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities from logits ``(n, k)`` divided by ``temperature``, in float64."""
@@ -13,7 +15,6 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
 
 
 CHANCE_MARGIN = 0.02
@@ -30,7 +31,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     y = np.asarray(labels).astype(int)
     p = np.asarray(probs, dtype=np.float64)
     p1 = p[:, 1] if p.ndim == 2 else p
-    pred = (p1 >= 0.5).astype(int)
+    pred = predicted_labels(p1)
     both_classes = len(np.unique(y)) == 2
     eps = 1e-7
     cm = skm.confusion_matrix(y, pred, labels=[0, 1])
@@ -68,7 +69,7 @@ def predictions_frame(texts: list[str], labels: np.ndarray, probs: np.ndarray,
     import pandas as pd
 
     p1 = probs[:, 1]
-    pred = (p1 >= 0.5).astype(int)
+    pred = predicted_labels(p1)
     frame = pd.DataFrame(
         {
             "text": texts,

@@ -7,8 +7,9 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from imdb_sentiment.atomic import write_json
 from imdb_sentiment.errors import ModelError
 from imdb_sentiment.text import LABELS
 
@@ -54,8 +55,8 @@ class InferenceSettings:
     format_version: int = 1
 
     def save(self, model_dir: str | Path) -> None:
-        path = Path(model_dir) / INFERENCE_FILE
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        """Write the settings beside the model's weights, atomically."""
+        write_json(Path(model_dir) / INFERENCE_FILE, asdict(self))
 
     @classmethod
     def load(cls, model_dir: str | Path) -> InferenceSettings:
@@ -157,7 +158,3 @@ def load_trained(
     settings = InferenceSettings.load(model_dir)
     model.eval()
     return model, tokenizer, settings, model_dir
-
-
-def settings_summary(settings: InferenceSettings) -> dict[str, Any]:
-    return {"max_length": settings.max_length, "truncation": settings.truncation}

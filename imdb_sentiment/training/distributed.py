@@ -1,4 +1,4 @@
-"""Starting data-parallel training in several processes through ``accelerate launch``."""
+"""Data-parallel training: which process this is, and starting N of them through accelerate."""
 
 from __future__ import annotations
 
@@ -6,6 +6,34 @@ import os
 import socket
 import subprocess
 import sys
+
+from imdb_sentiment.runs import default_run_name
+
+
+def world_size() -> int:
+    """How many training processes take part (1 outside a distributed launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True in the process that writes the run directory and reports (rank 0)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def agree_on_run_name(name: str | None, model_name: str) -> str:
+    """Every process must write to the same run directory: rank 0 picks, the others follow."""
+    if name is not None:
+        return name
+    name = default_run_name(model_name)
+    if world_size() > 1:
+        from accelerate import PartialState
+        from accelerate.utils import broadcast_object_list
+
+        PartialState()  # initialises the process group Trainer will reuse
+        box = [name]
+        broadcast_object_list(box, from_process=0)
+        name = box[0]
+    return name
 
 
 def already_distributed() -> bool:
@@ -23,6 +51,7 @@ def wanted_processes(requested: int | None) -> int:
 
 
 def free_port() -> int:
+    """A TCP port on localhost that nothing listens on right now (for the rendezvous)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -1,0 +1,63 @@
+"""``imdb-sentiment eval``: metrics, intervals, slices, calibration and a report for a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imdb_sentiment.cli import checks, render
+from imdb_sentiment.errors import ConfigError
+
+REPORT_TO = ("none", "wandb", "auto")
+
+
+def eval_(
+    run: Annotated[Path | None, typer.Argument(
+        help="Run directory or model folder [default: the latest run].")] = None,
+    split: Annotated[str, typer.Option(help="Prepared split: test, validation or train.")] = "test",
+    file: Annotated[Path | None, typer.Option(
+        help="A labelled .parquet/.csv/.jsonl file instead of a prepared split.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="Prepared data folder [default: the one the run trained on].")] = None,
+    text_column: Annotated[str, typer.Option(help="Text column of --file.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Label column of --file.")] = "label",
+    max_samples: Annotated[int | None, typer.Option(
+        help="Evaluate a seeded random subset of this many reviews.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Inference batch size.")] = 64,
+    long_reviews: Annotated[str, typer.Option(
+        help="truncate (cut as trained) or chunks (average overlapping windows over the whole "
+             "review).")] = "truncate",
+    robustness: Annotated[bool, typer.Option(
+        "--robustness", help="Also run typo, neutral-sentence and negation checks.")] = False,
+    robustness_samples: Annotated[int, typer.Option(
+        help="Reviews the robustness checks are generated from.")] = 200,
+    no_report: Annotated[bool, typer.Option(
+        "--no-report", help="Skip intervals, slices, plots, report.md and the model card.")
+    ] = False,
+    report_to: Annotated[str, typer.Option(
+        help="Also log the report to W&B: none, wandb or auto (W&B when installed).")] = "none",
+) -> None:
+    """Metrics with 95% intervals, slices by length and rating, calibration, worst errors, plots.
+
+    Writes metrics.json, predictions.parquet, misclassified.csv, plots/*.png and report.md to
+    <run>/eval/<split>/ and refreshes the model card (model/README.md).
+    """
+    from imdb_sentiment.evaluation.evaluate import EvalOptions, evaluate
+    from imdb_sentiment.modeling.tokenization import check_mode
+    from imdb_sentiment.runs import resolve_run
+
+    checks.at_least("--max-samples", max_samples)
+    checks.at_least("--batch-size", batch_size)
+    check_mode(long_reviews)
+    if report_to not in REPORT_TO:
+        raise ConfigError(f"--report-to must be none, wandb or auto, got {report_to!r}")
+    run_path = resolve_run(run)
+    options = EvalOptions(split=split, file=file, data_dir=data, text_column=text_column,
+                          label_column=label_column, max_samples=max_samples,
+                          batch_size=batch_size, long_reviews=long_reviews,
+                          report=not no_report, robustness=robustness,
+                          robustness_samples=robustness_samples, report_to=report_to)
+    result = evaluate(run_path, options, log=render.say)
+    render.evaluation(run_path, result)

@@ -1,0 +1,108 @@
+"""``imdb-sentiment export`` and ``serve``: ship a trained run as ONNX or over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imdb_sentiment.cli import checks, render
+from imdb_sentiment.errors import ConfigError, MissingExtraError
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+"""uvicorn's log levels (it compares them lower-cased)."""
+MAX_PORT = 65_535
+
+
+def export(
+    run: Annotated[Path | None, typer.Argument(
+        help="Run directory or model folder [default: the latest run].")] = None,
+    format_: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    quantize: Annotated[str | None, typer.Option(
+        help="Also write a dynamically quantized model: int8.")] = None,
+    file: Annotated[Path | None, typer.Option(
+        help="Check parity on reviews from this file instead of the validation split.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="Prepared data folder [default: the one the run trained on].")] = None,
+    text_column: Annotated[str, typer.Option(help="Text column of --file.")] = "text",
+    max_samples: Annotated[int, typer.Option(help="Parity reviews to check.")] = 500,
+    min_agreement: Annotated[float, typer.Option(
+        help="Refuse the export below this label agreement with PyTorch.")] = 0.995,
+    optimize: Annotated[bool, typer.Option(
+        "--optimize/--no-optimize", help="Fuse attention and LayerNorm kernels.")] = True,
+) -> None:
+    """Export to ONNX (and int8) next to the run's model, refused unless parity holds.
+
+    Writes <run>/model/onnx/model.onnx, model.int8.onnx and parity.json, only if each exported
+    model gives the PyTorch model's label on at least --min-agreement of the parity reviews.
+    """
+    from imdb_sentiment.export.onnx import ExportOptions, check_format, export_onnx
+    from imdb_sentiment.runs import resolve_run
+
+    check_format(format_)
+    # Built first: it checks --quantize, --max-samples and --min-agreement before any load.
+    options = ExportOptions(quantize=quantize, file=file, data_dir=data, text_column=text_column,
+                            max_samples=max_samples, min_agreement=min_agreement,
+                            optimize=optimize)
+    result = export_onnx(resolve_run(run), options, log=render.say)
+    render.parity(result)
+
+
+def serve(
+    run: Annotated[Path | None, typer.Argument(
+        help="Run directory or model folder [default: the latest run].")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8.")] = "torch",
+    precision: Annotated[str, typer.Option(
+        help="torch backend: auto (bf16 on CPUs with native bf16), fp32 or bf16.")] = "auto",
+    max_batch_size: Annotated[int, typer.Option(
+        help="Most reviews merged into one model call.")] = 32,
+    batch_window_ms: Annotated[float, typer.Option(
+        help="How long a request waits for others to share its model call.")] = 5.0,
+    batching: Annotated[bool, typer.Option(
+        "--batching/--no-batching", help="Merge concurrent requests into one model call.")
+    ] = True,
+    max_texts: Annotated[int, typer.Option(help="Most reviews per request (413 beyond).")] = 64,
+    max_chars: Annotated[int, typer.Option(
+        help="Most characters per review (413 beyond).")] = 50_000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the model over HTTP: POST /predict, /health, /ready, /metrics, a web page at /.
+
+    Set IMDB_SENTIMENT_API_KEY to require that key (X-API-Key header or Bearer token) on
+    /predict and /metrics. OpenAPI docs are at /docs.
+    """
+    from imdb_sentiment.inference.backends import OnnxModel, check_backend, check_precision
+    from imdb_sentiment.modeling.loading import find_model_dir
+    from imdb_sentiment.runs import resolve_run
+
+    check_precision(precision, check_backend(backend))
+    _check_serve_flags(port, max_batch_size, batch_window_ms, max_texts, max_chars, log_level)
+    run_path = resolve_run(run)
+    model_dir = find_model_dir(run_path)  # fail here, in one line, not in the server's log
+    if backend != "torch":
+        OnnxModel.load(model_dir, quantized=backend == "onnx-int8")
+    try:
+        from imdb_sentiment.serving import app as server
+        from imdb_sentiment.serving.schemas import ServeOptions
+    except ImportError:
+        raise MissingExtraError("fastapi", "serve") from None
+    options = ServeOptions(
+        backend=backend, precision=precision, max_texts=max_texts, max_chars=max_chars,
+        max_batch_size=max_batch_size, batch_window_ms=batch_window_ms, batching=batching)
+    render.say(f"serving {run_path} on http://{host}:{port} (docs at /docs)")
+    server.serve(run_path, host=host, port=port, options=options, log_level=log_level)
+
+
+def _check_serve_flags(port: int, max_batch_size: int, batch_window_ms: float, max_texts: int,
+                       max_chars: int, log_level: str) -> None:
+    # uvicorn would fail on these only once the model is loaded, with a traceback.
+    if not 0 <= port <= MAX_PORT:
+        raise ConfigError(f"--port must be between 0 and {MAX_PORT}, got {port}")
+    checks.one_of("--log-level", log_level.lower(), LOG_LEVELS)
+    checks.at_least("--max-batch-size", max_batch_size)
+    checks.at_least("--max-texts", max_texts)
+    checks.at_least("--max-chars", max_chars)
+    checks.at_least("--batch-window-ms", batch_window_ms, 0)
