@@ -1,4 +1,4 @@
-"""The package keeps the shape docs/ARCHITECTURE.md describes: layers, small modules, short functions.
+"""The package keeps the shape docs/ARCHITECTURE.md describes: layers, small modules, short code.
 
 Ruff enforces complexity (C901, PLR0913, PLR0915) in ``make lint``; these checks hold the limits
 that ruff has no rule for, and the import contract, in the suite CI runs.

@@ -16,6 +16,23 @@ if TYPE_CHECKING:
     from imdb_sentiment.config import Config
 
 
+# The longest flag declarations, named so that the command reads as its list of flags.
+TruncationOption = Annotated[str | None, typer.Option(
+    help="Which tokens of a long review to keep: head, tail or head+tail (the first "
+         "quarter and the end; see docs/QUALITY.md) [default: head+tail]."
+)]
+ModelOption = Annotated[str | None, typer.Option(
+    help="Hub id, local folder, or alias (distilbert, minilm, bert, roberta) "
+         "[default: distilbert-base-uncased]."
+)]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override any config key, e.g. --set training.warmup_ratio=0.1.")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Continue the run named by --run-name from its latest checkpoint.")]
+OverwriteOption = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace an existing run of the same name.")]
+
+
 def train(
     lr: Annotated[float | None, typer.Option("--lr", "--learning-rate",
                                              help="Peak learning rate [default: 2e-5].")] = None,
@@ -24,14 +41,8 @@ def train(
         help="Per-device training batch size [default: 16].")] = None,
     max_length: Annotated[int | None, typer.Option(
         help="Tokens per review after truncation [default: 512].")] = None,
-    truncation: Annotated[str | None, typer.Option(
-        help="Which tokens of a long review to keep: head, tail or head+tail (the first "
-             "quarter and the end; see docs/QUALITY.md) [default: head+tail]."
-    )] = None,
-    model: Annotated[str | None, typer.Option(
-        help="Hub id, local folder, or alias (distilbert, minilm, bert, roberta) "
-             "[default: distilbert-base-uncased]."
-    )] = None,
+    truncation: TruncationOption = None,
+    model: ModelOption = None,
     data: Annotated[str | None, typer.Option(
         help="Prepared data folder [default: data/imdb].")] = None,
     output_dir: Annotated[str | None, typer.Option(
@@ -51,13 +62,9 @@ def train(
         help="Data-parallel processes [default: one per GPU].")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="YAML config file (sections data/model/training/run).")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override any config key, e.g. --set training.warmup_ratio=0.1.")] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the run named by --run-name from its latest checkpoint.")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace an existing run of the same name.")] = False,
+    set_: SetOption = None,
+    resume: ResumeOption = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Fine-tune a classifier with transformers.Trainer and write a self-describing run."""
     from imdb_sentiment.config import resolve
