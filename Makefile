@@ -76,12 +76,13 @@ lint: install ## ruff (style, complexity), mypy, import layers, hadolint
 	$(BIN)/hadolint Dockerfile
 
 # The demo reuses prepared data; --force only replaces a data folder left without a manifest.
+# It sets the budget only (reviews, length, epochs): learning rate and batch size come from the
+# MiniLM recipe (imdb_sentiment/recipes/minilm.yaml, its cpu: section on a CPU).
 demo: install ## download IMDB, fine-tune MiniLM on DEMO_SAMPLES reviews, evaluate, predict
 	[ -f data/imdb/manifest.json ] || \
 		$(CLI) download --source $(IMDB_SOURCE) --output data/imdb --force
 	$(CLI) train --model minilm --max-train-samples $(DEMO_SAMPLES) --max-length 128 \
-		--epochs 1 --lr 5e-5 --batch-size 16 --run-name $(DEMO_RUN) --overwrite \
-		--report-to $(REPORT_TO)
+		--epochs 1 --run-name $(DEMO_RUN) --overwrite --report-to $(REPORT_TO)
 	$(CLI) eval runs/$(DEMO_RUN) --split validation
 	$(CLI) predict "A wonderful, moving film with a brilliant cast." \
 		"Two hours of my life I will never get back."

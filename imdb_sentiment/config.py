@@ -1,7 +1,10 @@
-"""Typed configuration: defaults < ``--config file.yaml`` < explicit flags and ``--set key=value``.
+"""Typed configuration: defaults < model recipe < ``--config file.yaml`` < ``--set key=value`` <
+explicit flags.
 
-Every knob lives in one dataclass section below with its default visible; values are validated
-when a :class:`Config` is built, and errors name the offending key.
+Every knob lives in one dataclass section below with its default visible; the recipe for the
+model family (:mod:`imdb_sentiment.recipes`) replaces some of them. Values are validated when a
+:class:`Config` is built, errors name the offending key (and file), and the resolved config
+records where each value came from.
 """
 
 from __future__ import annotations
@@ -16,11 +19,23 @@ from typing import Any
 
 import yaml
 
+from imdb_sentiment.atomic import write_text
 from imdb_sentiment.errors import ConfigError
+from imdb_sentiment.provenance import (
+    CONFIG_FILE,
+    DEFAULT,
+    FLAG,
+    SET,
+    annotated_yaml,
+    saved_record,
+    write_sources,
+)
+from imdb_sentiment.recipes import select_recipe
 
 TRUNCATION_STRATEGIES = ("head", "tail", "head+tail")
 TRAINING_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-"""Training precision: ``auto`` is bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
+"""Training precision: ``auto`` is bf16 on GPUs that have it, fp16 on older GPUs, bf16 autocast
+on CPUs with AMX (docs/TRAINING_SPEED.md), fp32 on other CPUs."""
 REPORT_TO = ("auto", "wandb", "none")
 
 
@@ -31,6 +46,8 @@ class DataConfig:
     dir: str = "data/imdb"
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    # Reuse tokenized reviews from <dir>/.cache/tokens when reviews, tokenizer and cut match.
+    token_cache: bool = True
 
 
 @dataclass
@@ -95,18 +112,28 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    # Filled by resolve(), never saved as values: the source of each dotted key and the recipe.
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    recipe: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def describe(self) -> str:
+        """The config as YAML with each value's source as a trailing comment (still loadable)."""
+        return annotated_yaml(self.to_dict(), self.sources, self.recipe)
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+        """Write ``path`` and, when the sources are known, ``<stem>_sources.yaml`` beside it."""
+        write_text(path, self.describe())
+        if self.sources:
+            write_sources(path, self.sources, self.recipe)
 
 
 SECTIONS: dict[str, type] = {
@@ -288,34 +315,78 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _checked(values: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+    """Coerce and check each value; errors in a file's values name the file."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            out[key] = coerce(key, value)
+            holds, requirement = _RULES.get(key, (lambda _v: True, ""))
+            if not holds(out[key]):
+                _fail(key, f"{requirement}, got {out[key]!r}")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
+    return out
+
+
+def recipe_layers(model_name: str, device: str | None = None,
+                  ) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
+    """The recipe for ``model_name`` and its values as ``(source, values)`` layers, lowest
+    first: the recipe, then its section for ``device`` (``cpu`` or ``gpu``) when it has one."""
+    recipe = select_recipe(model_name)
+    if recipe is None:
+        return None, []
+    label, where = f"recipe:{recipe.name}", str(recipe.path)
+    layers = [(label, _checked(flatten(recipe.settings, where), where))]
+    if device is not None and device in recipe.devices:
+        section = f"{where} ({device} section)"
+        layers.append((f"{label}/{device}",
+                       _checked(flatten(recipe.devices[device], section), section)))
+    return recipe.name, layers
+
+
 def resolve(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     sets: list[str] | None = None,
+    *,
+    device: str | None = None,
 ) -> Config:
-    """Build a validated :class:`Config`.
+    """Build a validated :class:`Config` that knows where each value came from.
 
     ``overrides`` holds explicit CLI flags as dotted keys; a ``None`` value means "not given" and
-    is ignored. Precedence: defaults < config file < ``--set`` < explicit flags.
+    is ignored. Precedence: defaults < the model's recipe (and its ``device`` section, for
+    ``cpu`` or ``gpu``; none without a device) < config file < ``--set`` < explicit flags. A
+    config file saved by :meth:`Config.save` and unchanged since keeps its recorded sources.
     """
-    merged: dict[str, Any] = {}
-    if config_file is not None:
-        merged.update(load_yaml(config_file))
-    merged.update(parse_set(sets))
     for key, value in (overrides or {}).items():
         if value is not None:
             _check_key(key)
+    given: list[tuple[str, dict[str, Any]]] = [
+        (CONFIG_FILE, _checked(load_yaml(config_file), str(config_file)) if config_file else {}),
+        (SET, _checked(parse_set(sets))),
+        (FLAG, _checked({k: v for k, v in (overrides or {}).items() if v is not None})),
+    ]
+    model_name = next((str(values["model.name"]) for _, values in reversed(given)
+                       if "model.name" in values), ModelConfig.name)
+    _, layers = recipe_layers(model_name, device)
+    recipe = layers[-1][0].removeprefix("recipe:") if layers else None  # minilm or minilm/cpu
+    record = saved_record(config_file) if config_file else {}
+    recorded: dict[str, str] = record.get("sources", {})
+    if set(recorded) >= set(valid_keys()):  # a saved run's config: every value is its own
+        recipe = record.get("recipe")
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for label, values in [*layers, *given]:
+        for key, value in values.items():
             merged[key] = value
+            sources[key] = recorded.get(key, label) if label == CONFIG_FILE else label
     sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in merged.items():
         section, name = key.split(".", 1)
-        sections[section][name] = coerce(key, value)
-    return Config(
-        data=DataConfig(**sections["data"]),
-        model=ModelConfig(**sections["model"]),
-        training=TrainingConfig(**sections["training"]),
-        run=RunConfig(**sections["run"]),
-    )
+        sections[section][name] = value
+    return Config(**{name: cls(**sections[name]) for name, cls in SECTIONS.items()},
+                  sources={key: sources.get(key, DEFAULT) for key in valid_keys()}, recipe=recipe)
 
 
 def from_dict(raw: dict[str, Any]) -> Config:

@@ -43,6 +43,12 @@ class TrainingFailedError(ImdbSentimentError):
     exit_code = 6
 
 
+class StorageError(ImdbSentimentError):
+    """A destination that cannot be written: missing, read-only, not a folder, or full."""
+
+    exit_code = 8
+
+
 class MissingExtraError(ImdbSentimentError):
     """An optional dependency is not installed."""
 

@@ -93,6 +93,7 @@ def ours_arm(args: argparse.Namespace) -> dict[str, Any]:
             "data.max_train_samples": args.train_samples,
             "data.max_eval_samples": args.eval_samples, "training.seed": args.seed,
             "training.epochs": args.epochs, "training.learning_rate": args.lr,
+            "training.batch_size": 16,  # what the settings below say, whatever the recipe
             "run.output_dir": runs, "run.name": "bench", "run.report_to": "none",
         })
         result = train(cfg, log=lambda _m: None)

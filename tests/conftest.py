@@ -112,6 +112,8 @@ def tiny_train_overrides(model: Path, data: Path, output_dir: Path, name: str) -
         "training.batch_size": 8,
         "training.logging_steps": 5,
         "training.warmup_ratio": 0.0,
+        # auto is bf16 autocast on AMX CPUs: pinned so tests train alike on every machine.
+        "training.precision": "fp32",
     }
 
 

@@ -32,6 +32,12 @@ def test_precedence_defaults_file_set_flags(tmp_path: Path) -> None:
     assert cfg.model.max_length == 128  # --set beats file
     assert cfg.training.seed == 7
     assert cfg.training.batch_size == 16  # default survives
+    assert {key: cfg.sources[key] for key in ("training.learning_rate", "training.epochs",
+                                               "model.max_length", "training.seed",
+                                               "training.eval_batch_size")} == {
+        "training.learning_rate": "flag", "training.epochs": "config file",
+        "model.max_length": "--set", "training.seed": "--set",
+        "training.eval_batch_size": "default"}
 
 
 def test_unknown_yaml_key_lists_valid_keys(tmp_path: Path) -> None:
@@ -105,3 +111,21 @@ def test_round_trip_through_yaml(tmp_path: Path) -> None:
     again = from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text()))
     assert again == cfg
     assert "training.learning_rate" in valid_keys()
+
+
+def test_saved_config_is_annotated_yet_loads_as_before(tmp_path: Path) -> None:
+    cfg = resolve(overrides={"model.name": "minilm", "run.name": "a: b # c"},
+                  sets=["data.dir=/some where/imdb"])
+    cfg.save(tmp_path / "config.yaml")
+    text = (tmp_path / "config.yaml").read_text()
+    assert "# --set" in text and "# recipe:minilm" in text  # each value says where it came from
+    assert yaml.safe_load(text) == cfg.to_dict()  # the comments change nothing
+    assert set(cfg.to_dict()) == {"data", "model", "training", "run"}  # sources are not values
+    assert resolve(tmp_path / "config.yaml") == cfg
+
+
+def test_file_value_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: config key 'training.batch_size'"):
+        resolve(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def test_predict_one_and_many(client: TestClient, predictor: Predictor) -> None:
     ({"text": "a", "texts": ["b"]}, 422, "exactly one of"),
     ({"texts": []}, 422, "empty"),
     ({"texts": ["fine", "  "]}, 422, "review 2 is empty"),
+    ({"text": "\u200b\u200c\u2060\ufeff "}, 422, "review 1 is empty"),  # invisible only
+    ({"texts": ["ok", "<br />\u200b"]}, 422, "review 2 is empty"),
     ({"text": 3}, 422, "valid string"),
     ({"text": "a", "extra": 1}, 422, "extra"),
     ([1, 2], 422, "invalid request"),
@@ -83,6 +86,10 @@ def test_malformed_bodies(client: TestClient) -> None:
     assert r.status_code == 422 and "Unicode" in r.json()["detail"]
     r = client.post("/predict", content=b"x" * 600_000, headers=headers)
     assert r.status_code == 413 and "too large" in r.json()["detail"]
+    # Valid JSON without a JSON content type: the answer must name the header.
+    for extra in ({}, {"content-type": "text/plain"}):
+        r = client.post("/predict", content=b'{"text": "great film"}', headers=extra)
+        assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"]
 
 
 def test_health_ready_docs_and_page(client: TestClient) -> None:
@@ -90,7 +97,11 @@ def test_health_ready_docs_and_page(client: TestClient) -> None:
     ready = client.get("/ready").json()
     assert ready["ready"] and ready["backend"] == "torch" and ready["max_length"] == 64
     assert "/predict" in client.get("/openapi.json").json()["paths"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/predict" in docs.text and "/openapi.json" in docs.text
+    # Offline means nothing fetched from elsewhere: no script, style or link off this server.
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", docs.text), docs.text[:500]
+    assert "<script" not in docs.text
     page = client.get("/")
     assert page.status_code == 200 and "<textarea" in page.text and "predict" in page.text
 
@@ -212,7 +223,10 @@ def test_model_that_fails_to_load_is_not_ready(tmp_path: Path) -> None:
                 break
             asyncio.run(asyncio.sleep(0.02))
         assert r.status_code == 503 and "no such run" in r.json()["detail"]
-        assert c.get("/health").status_code == 200
+        # No model can serve: the container health check (Dockerfile HEALTHCHECK on /health)
+        # must see it, not report healthy while every /predict is 503.
+        health = c.get("/health")
+        assert health.status_code == 503 and "no such run" in health.json()["detail"]
         p = c.post("/predict", json={"text": "great"})
         assert p.status_code == 503 and "no such run" in p.json()["detail"]
 

@@ -70,6 +70,11 @@ def test_overwrite_replaces_a_run(tiny_model: Path, prepared_data: Path, tmp_pat
     train(cfg, log=lambda _m: None)
     assert not (tmp_path / "r" / "stale.txt").exists()
     assert (tmp_path / "r" / "model" / "config.json").is_file()
+    # Trained beside the old run, then moved into its place: nothing of the swap is left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST_FILE, "r"]
+    assert json.loads((tmp_path / "r" / "status.json").read_text())["state"] == "succeeded"
+    best = json.loads((tmp_path / "r" / "metrics.json").read_text())["metrics"]["best_checkpoint"]
+    assert Path(best).parent == tmp_path / "r" / "checkpoints" and Path(best).is_dir()
 
 
 def test_resume_continues_from_the_latest_checkpoint(tiny_model: Path, prepared_data: Path,
@@ -83,8 +88,14 @@ def test_resume_continues_from_the_latest_checkpoint(tiny_model: Path, prepared_
     result = train(cfg, resume=True, log=messages.append)
     assert any("resuming from" in m and checkpoints[-1].name in m for m in messages)
     assert result.metrics["epochs_completed"] == pytest.approx(3.0)
-    # The resumed run trained only the third epoch: half as many steps as the first two.
-    assert result.processes[0]["optimizer_steps"] * 2 == int(checkpoints[-1].name.split("-")[1])
+    # The records cover the whole run: the first two epochs and the resumed third.
+    first_part = int(checkpoints[-1].name.split("-")[1])
+    process = result.processes[0]
+    assert process["resumed_from_step"] == first_part
+    assert process["optimizer_steps"] == first_part * 3 // 2
+    assert process["samples_seen"] == process["optimizer_steps"] * 8
+    saved = json.loads((tmp_path / "r" / "processes.json").read_text())
+    assert saved[0]["optimizer_steps"] == process["optimizer_steps"]
 
 
 def test_resume_with_nothing_to_resume(tiny_model: Path, prepared_data: Path,
@@ -207,7 +218,8 @@ def test_training_precision_resolves_auto_by_hardware(monkeypatch: pytest.Monkey
     from imdb_sentiment.training.arguments import training_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert training_precision("auto") == "fp32"
+    monkeypatch.setattr("imdb_sentiment.hardware.cpu_flags", lambda *_: frozenset())
+    assert training_precision("auto") == "fp32"  # CPUs with AMX: tests/test_precision.py
     assert training_precision("fp16") == "fp16"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)

@@ -18,8 +18,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from imdb_sentiment import __version__
-from imdb_sentiment.cli import data, evaluate, predict, render, serve, train
-from imdb_sentiment.errors import ImdbSentimentError
+from imdb_sentiment.cli import adapt, data, evaluate, predict, render, search, serve, train
+from imdb_sentiment.data.storage import is_file_system_error, os_error_message
+from imdb_sentiment.errors import ImdbSentimentError, StorageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,7 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # Plain click help: rich markup would take "[default: ...]" in help texts for a tag and
+    # drop it.
+    rich_markup_mode=None,
 )
 
 
@@ -43,6 +46,13 @@ def handle_errors(func: F) -> F:
         except ImdbSentimentError as exc:
             render.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            # A disk that fills or a mount that turns read-only mid-run is the user's to fix,
+            # not a bug: one line naming the path, the StorageError exit code.
+            if not is_file_system_error(exc):
+                raise
+            render.error(os_error_message(exc))
+            raise typer.Exit(StorageError.exit_code) from None
         except KeyboardInterrupt:
             render.err_console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
@@ -71,6 +81,8 @@ def root(
 COMMANDS: dict[str, Callable[..., None]] = {
     "download": data.download,
     "train": train.train,
+    "adapt": adapt.adapt,
+    "search": search.search,
     "eval": evaluate.eval_,
     "predict": predict.predict,
     "export": serve.export,

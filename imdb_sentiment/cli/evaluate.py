@@ -38,11 +38,17 @@ def eval_(
     ] = False,
     report_to: Annotated[str, typer.Option(
         help="Also log the report to W&B: none, wandb or auto (W&B when installed).")] = "none",
+    output_dir: Annotated[Path | None, typer.Option(
+        help="Write the results here instead of <run>/eval/<split>/ (needed when the run is "
+             "read-only, e.g. a :ro mount; the model card is then left as it is).")] = None,
+    runs_dir: Annotated[Path | None, typer.Option(
+        help="Runs folder whose LATEST run is used when no run is named "
+             "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs].")] = None,
 ) -> None:
     """Metrics with 95% intervals, slices by length and rating, calibration, worst errors, plots.
 
     Writes metrics.json, predictions.parquet, misclassified.csv, plots/*.png and report.md to
-    <run>/eval/<split>/ and refreshes the model card (model/README.md).
+    <run>/eval/<split>/ (or --output-dir) and refreshes the model card (model/README.md).
     """
     from imdb_sentiment.evaluation.evaluate import EvalOptions, evaluate
     from imdb_sentiment.modeling.tokenization import check_mode
@@ -53,11 +59,12 @@ def eval_(
     check_mode(long_reviews)
     if report_to not in REPORT_TO:
         raise ConfigError(f"--report-to must be none, wandb or auto, got {report_to!r}")
-    run_path = resolve_run(run)
+    run_path = resolve_run(run, runs_dir)
     options = EvalOptions(split=split, file=file, data_dir=data, text_column=text_column,
                           label_column=label_column, max_samples=max_samples,
                           batch_size=batch_size, long_reviews=long_reviews,
                           report=not no_report, robustness=robustness,
-                          robustness_samples=robustness_samples, report_to=report_to)
+                          robustness_samples=robustness_samples, report_to=report_to,
+                          output_dir=output_dir)
     result = evaluate(run_path, options, log=render.say)
     render.evaluation(run_path, result)

@@ -38,6 +38,9 @@ def predict(
         help="torch, onnx or onnx-int8 (the files `imdb-sentiment export` wrote).")] = "torch",
     precision: Annotated[str, typer.Option(
         help="torch backend: auto (bf16 on CPUs with native bf16), fp32 or bf16.")] = "auto",
+    runs_dir: Annotated[Path | None, typer.Option(
+        help="Runs folder whose LATEST run is used when no run is named "
+             "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs].")] = None,
 ) -> None:
     """Label and (calibrated) probability for each review."""
     from imdb_sentiment.inference.backends import check_backend, check_precision
@@ -56,7 +59,7 @@ def predict(
     if output is not None:
         check_output(output, overwrite)
     reviews = gather_texts(texts, file, text_column)
-    predictor = Predictor.from_path(resolve_run(model), batch_size=batch_size,
+    predictor = Predictor.from_path(resolve_run(model, runs_dir), batch_size=batch_size,
                                     long_reviews=long_reviews, backend=backend,
                                     precision=precision)
     rows = [p.to_dict() for p in apply_uncertain_band(predictor.predict(reviews), band)]
@@ -90,26 +93,38 @@ def _stdin_reviews() -> list[str]:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise DataError("standard input is not valid UTF-8") from None
-    if not decoded.strip():
+    from imdb_sentiment.text import clean_text
+
+    reviews = [line for line in decoded.splitlines() if clean_text(line)]
+    if not reviews:
         raise DataError("standard input holds no reviews")
-    return [line for line in decoded.splitlines() if line.strip()]
+    return reviews
 
 
 def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse an ``--output`` of an unknown kind, or one that exists without ``--overwrite``."""
+    """Refuse an ``--output`` of an unknown kind, one that exists without ``--overwrite``, or
+    one that cannot be written (before any model is loaded)."""
+    from imdb_sentiment.data.storage import check_writable
+
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ConfigError(f"--output must end in .csv, .jsonl or .parquet, got {path.name}")
+    if path.is_dir():
+        raise ConfigError(f"--output {path} is a folder; name a file in it, e.g. {path}/out.csv")
     if path.exists() and not overwrite:
         raise RunError(f"{path} already exists; pass --overwrite to replace it")
+    check_writable(path.parent, hint="choose another --output")
 
 
 def write_predictions(path: Path, texts: list[str], rows: list[dict[str, Any]]) -> None:
-    """Write texts and their predictions as csv, jsonl or parquet, in one rename."""
+    """Write texts and their predictions as csv, jsonl or parquet, in one rename (creating
+    missing folders)."""
     import pandas as pd
 
     frame = pd.DataFrame([{"text": t, **r} for t, r in zip(texts, rows, strict=True)])
     suffix = path.suffix.lower()
-    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed over it: a full disk leaves the old file whole.
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False)
@@ -118,5 +133,10 @@ def write_predictions(path: Path, texts: list[str], rows: list[dict[str, Any]]) 
         else:
             frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
         tmp.replace(path)
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        # pandas' writers drop the path from the error; the one-line message needs it.
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)

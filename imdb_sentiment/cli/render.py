@@ -78,7 +78,7 @@ def evaluation(run_path: Path, result: EvalResult) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "mcc", "log_loss"):
-        table.add_row(key, f"{m[key]:.4f}")
+        table.add_row(key, _number(m[key]))
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     table.add_row("confusion [tn fp; fn tp]", f"[{tn} {fp}; {fn} {tp}]")
     console.print(table)
@@ -86,10 +86,15 @@ def evaluation(run_path: Path, result: EvalResult) -> None:
     wrote(result.files)
 
 
+def _number(value: float | None) -> str:
+    """A metric to four places; ``n/a`` for one that is undefined (null in metrics.json)."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _evaluation_extras(m: dict[str, Any]) -> None:
     for key in ("accuracy", "f1", "roc_auc"):
         iv = m.get("intervals", {}).get(key)
-        if iv:
+        if iv and None not in (iv["value"], iv["low"], iv["high"]):
             console.print(f"{key}: {iv['value']:.4f} (95% CI {iv['low']:.4f}-{iv['high']:.4f})")
     cal = m.get("calibration")
     if cal and "ece_uncalibrated" in cal:

@@ -31,6 +31,9 @@ def export(
         help="Refuse the export below this label agreement with PyTorch.")] = 0.995,
     optimize: Annotated[bool, typer.Option(
         "--optimize/--no-optimize", help="Fuse attention and LayerNorm kernels.")] = True,
+    runs_dir: Annotated[Path | None, typer.Option(
+        help="Runs folder whose LATEST run is used when no run is named "
+             "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs].")] = None,
 ) -> None:
     """Export to ONNX (and int8) next to the run's model, refused unless parity holds.
 
@@ -45,7 +48,7 @@ def export(
     options = ExportOptions(quantize=quantize, file=file, data_dir=data, text_column=text_column,
                             max_samples=max_samples, min_agreement=min_agreement,
                             optimize=optimize)
-    result = export_onnx(resolve_run(run), options, log=render.say)
+    result = export_onnx(resolve_run(run, runs_dir), options, log=render.say)
     render.parity(result)
 
 
@@ -68,6 +71,9 @@ def serve(
     max_chars: Annotated[int, typer.Option(
         help="Most characters per review (413 beyond).")] = 50_000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    runs_dir: Annotated[Path | None, typer.Option(
+        help="Runs folder whose LATEST run is used when no run is named "
+             "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs].")] = None,
 ) -> None:
     """Serve the model over HTTP: POST /predict, /health, /ready, /metrics, a web page at /.
 
@@ -80,7 +86,7 @@ def serve(
 
     check_precision(precision, check_backend(backend))
     _check_serve_flags(port, max_batch_size, batch_window_ms, max_texts, max_chars, log_level)
-    run_path = resolve_run(run)
+    run_path = resolve_run(run, runs_dir)
     model_dir = find_model_dir(run_path)  # fail here, in one line, not in the server's log
     if backend != "torch":
         OnnxModel.load(model_dir, quantized=backend == "onnx-int8")

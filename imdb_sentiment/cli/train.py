@@ -1,11 +1,15 @@
-"""``imdb-sentiment train``: resolve the config, relaunch under accelerate when asked, train."""
+"""``imdb-sentiment train``: resolve the config, relaunch under accelerate when asked, train.
+
+A flag left out takes its value from ``--set``, then ``--config``, then the recipe for the model
+family (``imdb_sentiment/recipes/*.yaml``, with its ``cpu:``/``gpu:`` section for the device
+training runs on), then the dataclass defaults; the printed and saved config says which.
+"""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,15 +20,23 @@ if TYPE_CHECKING:
     from imdb_sentiment.config import Config
 
 
+# Defaults marked "recipe" depend on the model: its recipe (imdb_sentiment/recipes/) may set
+# them, else the dataclass default shown applies; the resolved config says which did.
+RECIPE = "the model's recipe, else"  # e.g. [default: the model's recipe, else 2e-5]
+
 # The longest flag declarations, named so that the command reads as its list of flags.
 TruncationOption = Annotated[str | None, typer.Option(
     help="Which tokens of a long review to keep: head, tail or head+tail (the first "
-         "quarter and the end; see docs/QUALITY.md) [default: head+tail]."
+         f"quarter and the end; see docs/QUALITY.md) [default: {RECIPE} head+tail]."
 )]
 ModelOption = Annotated[str | None, typer.Option(
-    help="Hub id, local folder, or alias (distilbert, minilm, bert, roberta) "
-         "[default: distilbert-base-uncased]."
+    help="Hub id, local folder, or alias (distilbert, minilm, bert, roberta); picks the "
+         "recipe for the flags you leave out [default: distilbert-base-uncased]."
 )]
+LrOption = Annotated[float | None, typer.Option(
+    "--lr", "--learning-rate", help=f"Peak learning rate [default: {RECIPE} 2e-5].")]
+EpochsOption = Annotated[float | None, typer.Option(
+    help=f"Training epochs [default: {RECIPE} 2].")]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any config key, e.g. --set training.warmup_ratio=0.1.")]
 ResumeOption = Annotated[bool, typer.Option(
@@ -34,13 +46,12 @@ OverwriteOption = Annotated[bool, typer.Option(
 
 
 def train(
-    lr: Annotated[float | None, typer.Option("--lr", "--learning-rate",
-                                             help="Peak learning rate [default: 2e-5].")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Training epochs [default: 2].")] = None,
+    lr: LrOption = None,
+    epochs: EpochsOption = None,
     batch_size: Annotated[int | None, typer.Option(
-        help="Per-device training batch size [default: 16].")] = None,
+        help=f"Per-device training batch size [default: {RECIPE} 16].")] = None,
     max_length: Annotated[int | None, typer.Option(
-        help="Tokens per review after truncation [default: 512].")] = None,
+        help=f"Tokens per review after truncation [default: {RECIPE} 512].")] = None,
     truncation: TruncationOption = None,
     model: ModelOption = None,
     data: Annotated[str | None, typer.Option(
@@ -49,11 +60,12 @@ def train(
         help="Folder holding runs [default: runs].")] = None,
     run_name: Annotated[str | None, typer.Option(
         help="Run folder name [default: <model>-<timestamp>].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed [default: 42].")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help=f"Random seed [default: {RECIPE} 42].")] = None,
     report_to: Annotated[str | None, typer.Option(
         help="auto (W&B when installed), wandb or none [default: auto].")] = None,
     precision: Annotated[str | None, typer.Option(
-        help="auto, fp32, bf16 or fp16 [default: auto].")] = None,
+        help=f"auto, fp32, bf16 or fp16 [default: {RECIPE} auto].")] = None,
     max_train_samples: Annotated[int | None, typer.Option(
         help="Train on a stratified subset of this many reviews.")] = None,
     max_eval_samples: Annotated[int | None, typer.Option(
@@ -68,21 +80,23 @@ def train(
 ) -> None:
     """Fine-tune a classifier with transformers.Trainer and write a self-describing run."""
     from imdb_sentiment.config import resolve
+    from imdb_sentiment.runs import env_runs_dir
     from imdb_sentiment.training import distributed
 
-    # Flags are config overrides: None leaves the config file's (or the default) value.
+    # Flags are config overrides: None leaves the value of --set, the config file, the recipe
+    # or the default.
     overrides = {
         "training.learning_rate": lr, "training.epochs": epochs,
         "training.batch_size": batch_size, "model.max_length": max_length,
         "model.truncation": truncation, "model.name": model, "data.dir": data,
-        "run.output_dir": output_dir, "run.name": run_name, "training.seed": seed,
+        "run.output_dir": output_dir or env_runs_dir(), "run.name": run_name, "training.seed": seed,
         "run.report_to": report_to, "training.precision": precision,
         "data.max_train_samples": max_train_samples, "data.max_eval_samples": max_eval_samples,
         "training.num_processes": num_processes, "run.overwrite": overwrite or None,
     }
     if resume:
         config = resume_config(config, output_dir, run_name)
-    cfg = resolve(config, overrides, set_)
+    cfg = resolve(config, overrides, set_, device=training_device())
 
     if not distributed.already_distributed():
         n = distributed.wanted_processes(cfg.training.num_processes)
@@ -91,11 +105,23 @@ def train(
     train_here(cfg, resume)
 
 
+def training_device() -> str:
+    """``gpu`` or ``cpu``: which device section of a recipe applies to this machine."""
+    import torch
+
+    mps: Any = getattr(torch.backends, "mps", None)
+    gpu = torch.cuda.is_available() or bool(mps is not None and mps.is_available())
+    return "gpu" if gpu else "cpu"
+
+
 def resume_config(config: Path | None, output_dir: str | None, run_name: str | None) -> Path:
-    """The config to resume with: ``--config`` when given, else the one the run saved."""
+    """The config to resume with: ``--config`` when given, else the one the run saved (every
+    key set, so no recipe or changed default moves a resumed run; its sources are kept)."""
     if run_name is None:
         raise RunError("--resume needs --run-name to say which run to continue")
-    saved = Path(output_dir or "runs") / run_name / "config.yaml"
+    from imdb_sentiment.runs import resume_target, runs_root
+
+    saved = resume_target(runs_root(output_dir) / run_name) / "config.yaml"
     if config is None:
         if not saved.is_file():
             raise RunError(f"nothing to resume: {saved.parent} holds no run")
@@ -105,22 +131,24 @@ def resume_config(config: Path | None, output_dir: str | None, run_name: str | N
 
 def train_distributed(cfg: Config, n: int, resume: bool) -> int:
     """Re-run ``train`` under accelerate with the resolved config, so every process agrees."""
-    from imdb_sentiment.modeling.loading import resolve_model_name
-    from imdb_sentiment.runs import default_run_name
+    from imdb_sentiment.provenance import sources_path
     from imdb_sentiment.training import distributed
 
-    if cfg.run.name is None:
-        cfg.run.name = default_run_name(resolve_model_name(cfg.model.name))
     cfg.training.num_processes = n
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-        fh.write(cfg.to_yaml())
+        pass
+    # Saved with its sources, so that every process records where each value came from.
+    cfg.save(fh.name)
     try:
         render.say(f"launching {n} training processes with accelerate")
-        args = ["train", "--config", fh.name, "--run-name", cfg.run.name,
-                "--output-dir", cfg.run.output_dir] + (["--resume"] if resume else [])
+        # Without --run-name the main process picks a new, unique name and the others follow.
+        args = ["train", "--config", fh.name, "--output-dir", cfg.run.output_dir,
+                *(["--run-name", cfg.run.name] if cfg.run.name else []),
+                *(["--resume"] if resume else [])]
         return distributed.relaunch(n, args)
     finally:
-        os.unlink(fh.name)
+        for path in (Path(fh.name), sources_path(fh.name)):
+            path.unlink(missing_ok=True)
 
 
 def train_here(cfg: Config, resume: bool) -> None:
@@ -130,7 +158,13 @@ def train_here(cfg: Config, resume: bool) -> None:
 
     main = is_main_process()
     if main:
-        render.say("resolved config:\n" + cfg.to_yaml())
+        render.say("resolved config:\n" + cfg.describe())
     result = run_training(cfg, resume=resume, log=render.say if main else (lambda _m: None))
-    if main:
+    if main and not result.already_finished:
         render.training(result)
+        from imdb_sentiment.runs import RUNS_DIR_ENV, runs_root
+
+        root = result.run_dir.parent
+        if root.resolve() != runs_root().resolve():
+            render.say(f"eval, predict, serve and export read the latest run from {runs_root()}; "
+                       f"pass --runs-dir {root} or set {RUNS_DIR_ENV}={root} to use this one")

@@ -242,7 +242,7 @@ def read_texts_file(path: str | Path, *, text_column: str = "text") -> list[str]
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
         _check_readable_file(path)
-        texts = [line for line in read_utf8(path).splitlines() if line.strip()]
+        texts = [line for line in read_utf8(path).splitlines() if clean_text(line)]
     elif suffix in TABLE_SUFFIXES:
         texts = _read_text_column(path, text_column)
     else:
@@ -259,7 +259,8 @@ def _read_text_column(path: Path, text_column: str) -> list[str]:
     frame = read_table(path)
     _require_columns(frame, {text_column: "--text-column"}, str(path))
     texts = ["" if is_missing(v) else str(v) for v in frame[text_column].tolist()]
-    empty = [str(i + 1) for i, text in enumerate(texts) if not text.strip()]
+    # Empty as the model would read it: invisible characters or "<br />" alone are no review.
+    empty = [str(i + 1) for i, text in enumerate(texts) if not clean_text(text)]
     if len(empty) == len(texts):
         return []
     # Predictions line up with the table's rows, so a hole is an error rather than skipped.

@@ -28,6 +28,7 @@ from imdb_sentiment.data.files import (
 )
 from imdb_sentiment.data.sources import HUB_DATASET, Log, Source, load_source
 from imdb_sentiment.data.splits import MANIFEST, SPLITS, carve_validation
+from imdb_sentiment.data.storage import check_free_space, check_writable
 from imdb_sentiment.errors import ConfigError, DataError
 from imdb_sentiment.text import LABELS, NEGATIVE, POSITIVE, label_name
 
@@ -84,6 +85,7 @@ def prepare(
             log(f"{name}: {_describe(splits[name])}")
     carved = None if provided_validation else {"fraction": validation_fraction, "seed": seed}
     manifest = _manifest(source, loaded, carved, duplicates=duplicates, overlap=overlap)
+    check_free_space(output.parent, _estimated_size(splits), "the prepared splits")
     _write_atomically(output, splits, manifest)
     log(
         f"wrote {', '.join(f'{n}.parquet' for n in SPLITS if n in splits)} and {MANIFEST}"
@@ -115,10 +117,13 @@ def _manifest(source: str, loaded: Source, carved: dict[str, Any] | None, *, dup
 
 
 def _check_output_dir(output: Path, force: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise DataError(f"{output} exists and is not a folder; choose another output folder")
+    # The splits are staged beside the output folder and renamed into place: its parent must
+    # take new files. Checked before the source is read, which may take minutes.
+    check_writable(output.parent, hint="choose another --output folder")
     if not output.exists():
         return
-    if not output.is_dir():
-        raise DataError(f"{output} exists and is not a folder; choose another output folder")
     if not any(output.iterdir()):
         return
     # --force deletes the folder, so only ever let it delete something we wrote ourselves.
@@ -129,6 +134,12 @@ def _check_output_dir(output: Path, force: bool) -> None:
         )
     if not force:
         raise DataError(f"{output} already holds prepared data; pass --force to replace it")
+
+
+def _estimated_size(splits: dict[str, pd.DataFrame]) -> int:
+    """Bytes the parquet splits will take: about 2/3 of the raw text (snappy, IMDB)."""
+    raw = sum(int(frame["text"].str.len().sum()) for frame in splits.values())
+    return raw * 2 // 3 + (1 << 20)
 
 
 def _tidy_split(

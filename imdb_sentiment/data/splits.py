@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from imdb_sentiment.data.files import one_line
+from imdb_sentiment.data.files import is_missing, one_line, shorten
 from imdb_sentiment.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -55,11 +55,38 @@ def load_split(data_dir: str | Path, split: str) -> pd.DataFrame:
             " run `imdb-sentiment download --force` to prepare it again"
         )
     try:
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise DataError(
             f"{path} could not be read ({one_line(exc)}); run `imdb-sentiment download --force`"
         ) from exc
+    return _checked(frame, path)
+
+
+def _checked(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The split, if it has a ``text`` column and a ``label`` column of 0s and 1s.
+
+    A hand-edited or foreign parquet file would otherwise get past loading and fail inside
+    Trainer, after the run directory was claimed.
+    """
+    redo = "prepare it with `imdb-sentiment download`"
+    missing = [c for c in ("text", "label") if c not in frame.columns]
+    if missing:
+        present = ", ".join(str(c) for c in frame.columns) or "none"
+        raise DataError(f"{path} has no {' or '.join(repr(c) for c in missing)} column "
+                        f"(columns present: {present}); {redo}")
+    labels = frame["label"]
+    bad = ~labels.isin([0, 1]) | labels.isna()
+    if bad.any():
+        shown = shorten(sorted({_shown(v) for v in labels[bad].tolist()}))
+        raise DataError(f"{path}: column 'label' must hold 0 (negative) or 1 (positive), "
+                        f"found {shown} in {int(bad.sum()):,} rows; {redo}")
+    frame["label"] = labels.astype("int64")
+    return frame
+
+
+def _shown(value: object) -> str:
+    return "<missing>" if is_missing(value) else repr(value)
 
 
 def carve_validation(

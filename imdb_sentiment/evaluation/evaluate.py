@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imdb_sentiment.atomic import write_json
+from imdb_sentiment.data.storage import check_writable
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.metrics.classification import compute_metrics, predictions_frame
+from imdb_sentiment.text import label_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +49,8 @@ class EvalOptions:
     robustness: bool = False
     robustness_samples: int = 200
     report_to: str = "none"
+    output_dir: str | Path | None = None
+    """Where results go instead of ``<run>/eval/<name>/`` (for a run on a read-only mount)."""
 
     @property
     def name(self) -> str:
@@ -92,26 +97,70 @@ def evaluate(run: str | Path, options: EvalOptions | None = None, *,
     if opts.robustness_samples < 1:
         raise ConfigError("--robustness-samples must be at least 1")
     run_path = Path(run)
+    # A run directory or a bare model folder: results go beside what was evaluated, unless
+    # told otherwise. Checked before the model loads: a read-only run fails in one line.
+    out_dir = Path(opts.output_dir) if opts.output_dir else run_path / "eval" / opts.name
+    check_writable(out_dir, hint="pass --output-dir DIR to write the results elsewhere")
     predictor = Predictor.from_path(run_path, batch_size=opts.batch_size,
                                     long_reviews=opts.long_reviews)
     scored = _score(predictor, _labelled_frame(run_path, opts), opts)
-    # A run directory or a bare model folder: results go beside what was evaluated.
-    out_dir = run_path / "eval" / opts.name
     out_dir.mkdir(parents=True, exist_ok=True)
     preds_path = out_dir / PREDICTIONS_FILE
-    scored.predictions.to_parquet(preds_path, index=False)
+    _write_parquet(scored.predictions, preds_path)
     files = [preds_path]
     if opts.robustness:
         files.append(_robustness(predictor, scored, opts.robustness_samples, out_dir, log))
     if opts.report:
         title = f"{run_path.name} on {Path(opts.file).name if opts.file else opts.source}"
         files += _report(predictor, scored, out_dir, title, opts.report_to, log)
+    scored.metrics = null_undefined(scored.metrics, scored.labels, log)
     metrics_path = out_dir / METRICS_FILE
     write_json(metrics_path, scored.metrics)
-    if opts.report:
+    if opts.report and opts.output_dir is None:
         files.append(_refresh_model_card(predictor, run_path))
+    elif opts.report:
+        log("model card not refreshed: the results were written outside the run")
     return EvalResult(name=opts.name, metrics=scored.metrics, out_dir=out_dir,
                       files=[metrics_path, *files])
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write beside ``path`` and rename: a disk that fills keeps the earlier file whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # pyarrow drops the path
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def null_undefined(metrics: dict[str, Any], labels: np.ndarray, log: Log) -> dict[str, Any]:
+    """``metrics`` with every NaN or infinite value as ``None`` (JSON ``null``, which strict
+    parsers accept, unlike ``NaN``), and an ``undefined`` entry saying which and why."""
+    undefined: list[str] = []
+
+    def clean(value: Any, key: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            undefined.append(key)
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v, key) for v in value]
+        return value
+
+    cleaned: dict[str, Any] = clean(metrics, "")
+    if undefined:
+        classes = np.unique(labels)
+        reason = (f"every evaluated review is {label_name(int(classes[0]))}; these metrics need "
+                  "both classes" if len(classes) == 1 else "not defined for these reviews")
+        cleaned["undefined"] = {"metrics": undefined, "reason": reason}
+        log(f"{', '.join(undefined)}: undefined ({reason}); written as null")
+    return cleaned
 
 
 def _labelled_frame(run_path: Path, opts: EvalOptions) -> pd.DataFrame:

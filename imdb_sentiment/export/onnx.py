@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imdb_sentiment.atomic import write_json
+from imdb_sentiment.data.storage import check_free_space, check_writable
 from imdb_sentiment.errors import ConfigError, ModelError
 from imdb_sentiment.export.parity import (
     MIN_AGREEMENT,
@@ -37,6 +38,7 @@ from imdb_sentiment.inference.backends import (
     require_onnxruntime,
 )
 from imdb_sentiment.inference.predictor import Predictor
+from imdb_sentiment.modeling.loading import find_model_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -273,6 +275,19 @@ def _stage_models(raw: Path, check: _ParityCheck, log: Log) -> list[Parity]:
     return [check("onnx", FP32_FILE), *reports]
 
 
+def check_destination(out_dir: Path, *, quantize: bool) -> None:
+    """Refuse, before any model loads, an ONNX folder that cannot be written or lacks room.
+
+    The staged graphs take about twice the weights (the traced graph and its fused copy), and
+    the int8 model a third more.
+    """
+    check_writable(out_dir, hint="export needs to write beside the model; copy the run "
+                                 "somewhere writable and export that copy")
+    weights = sum(p.stat().st_size for p in out_dir.parent.glob("*")
+                  if p.suffix in (".safetensors", ".bin") and p.is_file())
+    check_free_space(out_dir, int(weights * (3.3 if quantize else 2)), "the ONNX export")
+
+
 def export_onnx(run: str | Path, options: ExportOptions | None = None, *,
                 log: Log = print) -> ExportResult:
     """Export a trained model to ONNX (optionally int8) if it passes the parity check.
@@ -283,6 +298,7 @@ def export_onnx(run: str | Path, options: ExportOptions | None = None, *,
     opts = options or ExportOptions()
     require_onnxruntime()
     run_path = Path(run)
+    check_destination(find_model_dir(run_path) / ONNX_DIR, quantize=opts.quantize is not None)
     reference = Predictor.from_path(run_path, precision="fp32", batch_size=opts.batch_size)
     texts, labels, source = parity_reviews(
         run_path, file=opts.file, data_dir=opts.data_dir, text_column=opts.text_column,

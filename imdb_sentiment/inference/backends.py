@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from imdb_sentiment.errors import ConfigError, MissingExtraError, ModelError
+from imdb_sentiment.hardware import cpu_has_native_bf16
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -64,19 +65,6 @@ def check_precision(precision: str, backend: str = "torch") -> str:
     if backend != "torch" and precision not in ("auto", "fp32"):
         raise ConfigError(f"--precision {precision} applies to the torch backend only")
     return precision
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU has bf16 matrix instructions (Intel AMX or AVX512-BF16)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 def inference_precision(precision: str, device_type: str) -> str:

@@ -60,6 +60,7 @@ class InferenceSettings:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> InferenceSettings:
+        """The saved settings; defaults for a plain HF folder; ModelError naming a bad file."""
         path = Path(model_dir) / INFERENCE_FILE
         if not path.is_file():
             # A plain HF classifier folder: read it the common way.
@@ -67,9 +68,30 @@ class InferenceSettings:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ModelError(f"{path} is not valid JSON") from None
-        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+            raise ModelError(f"{path} is not valid JSON; {_REPAIR}") from None
+        if not isinstance(raw, dict):
+            raise ModelError(f"{path} holds {type(raw).__name__}, not settings; {_REPAIR}")
+        settings = cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+        settings.check(path)
+        return settings
+
+    def check(self, path: Path) -> None:
+        """Raise :class:`ModelError` naming ``path`` if a saved value has the wrong type."""
+        for key in ("max_length", "head_tokens", "temperature"):
+            value = getattr(self, key)
+            number = isinstance(value, int) or (key == "temperature" and isinstance(value, float))
+            if isinstance(value, bool) or not number or value <= 0:
+                raise ModelError(f"{path}: {key} must be a positive number, got {value!r}; "
+                                 f"{_REPAIR}")
+        if not isinstance(self.truncation, str):
+            raise ModelError(f"{path}: truncation must be text, got {self.truncation!r}; "
+                             f"{_REPAIR}")
+
+
+_REPAIR = "restore the model folder from the run or train again"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_MODEL_FILES = ("config.json", *WEIGHT_FILES, "tokenizer.json", "tokenizer_config.json",
+                INFERENCE_FILE)
 
 
 def _quiet_transformers() -> None:
@@ -119,35 +141,129 @@ def load_model_for_training(name_or_path: str) -> PreTrainedModel:
         raise ModelError(_load_failure(name_or_path, exc)) from None
 
 
+def load_model_for_masked_lm(name_or_path: str) -> tuple[PreTrainedModel, list[str]]:
+    """A pretrained encoder with its masked-LM head (for ``adapt``) and the names of the head's
+    weights the checkpoint lacked: encoders saved without one (sentence-transformers models
+    such as all-MiniLM-L6-v2) get a freshly initialised head."""
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    _quiet_transformers()
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            name_or_path, dtype=torch.float32, output_loading_info=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(_load_failure(name_or_path, exc)) from None
+    return model, sorted(info.get("missing_keys", []))
+
+
+def is_masked_lm(model_dir: str | Path) -> bool:
+    """True for a folder ``adapt`` wrote: an encoder with a masked-LM head and no classifier."""
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    names = (config.get("architectures") or []) if isinstance(config, dict) else []
+    return bool(names) and all(str(name).endswith("ForMaskedLM") for name in names)
+
+
 def find_model_dir(path: str | Path) -> Path:
-    """Accept a run directory (holding ``model/``) or a model folder; return the model folder."""
+    """Accept a run directory (holding ``model/``) or a model folder; return the model folder.
+
+    Its files are checked to be readable and its safetensors weights whole, so a model that
+    cannot serve fails here in one line (why, and which file) rather than deep in a load.
+    """
     p = Path(path)
     if not p.exists():
         raise ModelError(f"no such run or model folder: {p}")
-    if (p / "model" / "config.json").is_file():
-        return p / "model"
-    if (p / "config.json").is_file():
-        return p
-    if (p / "status.json").is_file():
-        status = json.loads((p / "status.json").read_text(encoding="utf-8"))
-        if status.get("state") != "succeeded":
-            raise ModelError(
-                f"{p} holds a run that did not produce a model (state: {status.get('state')})"
-            )
+    for model_dir in (p / "model", p):
+        if (model_dir / "config.json").is_file():
+            check_model_files(model_dir)
+            return model_dir
+    status_path = p / "status.json"
+    if status_path.is_file():
+        state = _run_state(status_path)
+        if state != "succeeded":
+            from imdb_sentiment.runs import describe  # "running" may be a run whose process died
+
+            state = describe(p) if state == "running" else state
+            raise ModelError(f"{p} holds a run that did not produce a model (state: {state})")
     raise ModelError(f"{p} is not a model: no config.json in it or in {p / 'model'}")
+
+
+def _run_state(status_path: Path) -> str:
+    try:
+        status = json.loads(status_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ModelError(f"{status_path} is damaged ({type(exc).__name__}); the run's state is "
+                         "unknown and it holds no model") from None
+    state = status.get("state") if isinstance(status, dict) else None
+    return str(state) if state is not None else "unknown"
+
+
+def check_model_files(model_dir: Path) -> None:
+    """Raise :class:`ModelError` for a model file that cannot be read or weights cut short."""
+    for name in _MODEL_FILES:
+        path = model_dir / name
+        if not path.is_file():
+            continue
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(8)
+        except PermissionError:
+            st = path.stat()
+            raise ModelError(
+                f"cannot read {path}: permission denied (mode {st.st_mode & 0o777:04o}, owner "
+                f"uid {st.st_uid}, this process uid {os.geteuid()}); make it readable, e.g. "
+                f"chmod a+r {path}") from None
+        except OSError as exc:
+            raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if name == "model.safetensors":
+            _check_safetensors(path, head)
+
+
+def _check_safetensors(path: Path, head: bytes) -> None:
+    """Compare the size the header declares with the file's: a cut-off copy or a disk that
+    filled mid-save leaves a file too short (or a header that is not JSON)."""
+    size = path.stat().st_size
+    damaged = f"{path} is damaged"
+    if len(head) < 8:
+        raise ModelError(f"{damaged}: only {size} bytes; {_REPAIR}")
+    header_len = int.from_bytes(head, "little")
+    if header_len > size - 8:
+        raise ModelError(f"{damaged}: truncated ({size:,} bytes, shorter than its own "
+                         f"header); {_REPAIR}")
+    with path.open("rb") as handle:
+        handle.seek(8)
+        try:
+            header = json.loads(handle.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ModelError(f"{damaged}: its header is not valid; {_REPAIR}") from None
+    ends = [t["data_offsets"][1] for k, t in header.items()
+            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
+    expected = 8 + header_len + max(ends, default=0)
+    if size < expected:
+        raise ModelError(f"{damaged}: truncated ({size:,} of {expected:,} bytes); {_REPAIR}")
 
 
 def load_trained(
     path: str | Path,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, InferenceSettings, Path]:
     """Load a fine-tuned classifier, its tokenizer and inference settings from a run or model."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
     model_dir = find_model_dir(path)
+    if is_masked_lm(model_dir):
+        # It would load with a random classifier head and predict noise without complaint.
+        raise ModelError(
+            f"{model_dir} is a masked-LM encoder (from `imdb-sentiment adapt`), not a "
+            f"classifier; fine-tune it first with `imdb-sentiment train --model {model_dir}`"
+        )
     _quiet_transformers()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
         raise ModelError(_load_failure(str(model_dir), exc)) from None
     if model.config.num_labels != 2:
         raise ModelError(

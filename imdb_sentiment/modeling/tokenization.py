@@ -44,12 +44,20 @@ class Encoded:
     attention_mask: list[list[int]]
     n_tokens: list[int]  # tokens in the whole review (without special tokens)
     truncated: list[bool]
+    budget: int | None = None
+    """Review tokens one cut keeps: the usable length (the saved max length, or the encoder's
+    own limit when that is shorter) less the special tokens. Set by :func:`encode`."""
 
-    def read_fraction(self, i: int, max_length: int) -> float:
-        """Share of review ``i``'s tokens the model read (1.0 when it was not cut)."""
-        if self.n_tokens[i] == 0:
+    def read_fraction(self, i: int, max_length: int | None = None) -> float:
+        """Share of review ``i``'s tokens the model read (1.0 when it was not cut).
+
+        Uses the :attr:`budget` the cut really had; ``max_length`` (less two special tokens)
+        only for an encoding made without one.
+        """
+        if self.n_tokens[i] == 0 or not self.truncated[i]:
             return 1.0
-        return min(1.0, (max_length - 2) / self.n_tokens[i]) if self.truncated[i] else 1.0
+        kept = self.budget if self.budget is not None else (max_length or 2) - 2
+        return min(1.0, kept / self.n_tokens[i])
 
 
 def cut(ids: list[int], budget: int, strategy: str, head_tokens: int) -> list[int]:
@@ -102,6 +110,12 @@ def _tokenize_whole(
     return list(raw["input_ids"]), max_length
 
 
+def whole_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
+    """Ids of each cleaned review, whole, without special tokens (``adapt`` packs them into
+    blocks itself)."""
+    return _tokenize_whole(tokenizer, texts, 0)[0]
+
+
 def encode(
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
@@ -124,7 +138,7 @@ def encode(
         mask_out.append([1] * len(full))
         n_tokens.append(len(ids))
         truncated.append(len(ids) > budget)
-    return Encoded(ids_out, mask_out, n_tokens, truncated)
+    return Encoded(ids_out, mask_out, n_tokens, truncated, budget)
 
 
 # ------------------------------------------------------------------- long reviews: windows

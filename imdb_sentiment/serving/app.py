@@ -112,12 +112,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await model.batcher.stop()
 
 
-async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """422 with the first validation error on one line, instead of FastAPI's error list."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
         return JSONResponse({"detail": "the request body is not valid JSON"}, status_code=422)
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and "json" not in content_type.lower():
+        # FastAPI reads a body as JSON only under a JSON content type; otherwise it sees bytes.
+        given = f"was {content_type!r}" if content_type else "is missing"
+        return JSONResponse({"detail": one_line(
+            f"send the body as JSON with the header Content-Type: application/json (the "
+            f"header {given})")}, status_code=422)
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     reason = f"invalid request: {where}: {first.get('msg', 'not valid')}"
     return JSONResponse({"detail": one_line(reason)}, status_code=422)
@@ -147,6 +154,9 @@ def create_app(
         description=f"Sentiment of movie reviews ({NEGATIVE}/{POSITIVE}) from a fine-tuned "
                     "transformer. Send one review in `text` or several in `texts`.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load scripts from a CDN; routes.docs serves a page that does not.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.options = opts
     app.state.api_key = resolve_api_key(opts)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 from imdb_sentiment.errors import MissingExtraError
 from imdb_sentiment.serving.schemas import PredictRequest, ServeOptions
 from imdb_sentiment.serving.telemetry import Metrics
+from imdb_sentiment.text import clean_text
 
 try:
     from fastapi import Depends, HTTPException, Request
@@ -122,7 +123,7 @@ async def request_texts(body: PredictRequest, options: OptionsDep) -> list[str]:
         if len(text) > options.max_chars:
             raise HTTPException(
                 413, f"review {i} is too long: {len(text):,} > {options.max_chars:,} characters")
-        if not text.strip():
+        if not clean_text(text):  # what the model would read: invisible characters alone
             raise HTTPException(422, f"review {i} is empty")
         try:
             text.encode("utf-8")

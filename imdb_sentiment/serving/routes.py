@@ -1,4 +1,5 @@
-"""The HTTP routes: ``POST /predict``, ``/health``, ``/ready``, ``/metrics`` and the web page."""
+"""The HTTP routes: ``POST /predict``, ``/health``, ``/ready``, ``/metrics``, ``/docs`` and the
+web page."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from imdb_sentiment.serving.deps import (
     ready_batcher,
     require_api_key,
 )
+from imdb_sentiment.serving.docs_page import docs_html
 from imdb_sentiment.serving.schemas import (
     PREDICT_ERRORS,
     ErrorResponse,
@@ -24,7 +26,7 @@ from imdb_sentiment.serving.schemas import (
 )
 
 try:
-    from fastapi import APIRouter, Depends, HTTPException, Response
+    from fastapi import APIRouter, Depends, HTTPException, Request, Response
     from fastapi.responses import HTMLResponse, JSONResponse
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 except ImportError as exc:  # pragma: no cover - exercised only without the serve extra
@@ -52,10 +54,13 @@ async def predict(texts: TextsDep, model: ModelDep, metrics: MetricsDep) -> Pred
         model_version=model.version)
 
 
-@router.get("/health", summary="Liveness")
-async def health() -> dict[str, str]:
-    """Always 200 while the process serves HTTP, even before the model is loaded."""
-    return {"status": "ok"}
+@router.get("/health", summary="Liveness", responses={503: {"model": ErrorResponse}})
+async def health(model: ModelDep) -> JSONResponse:
+    """200 while the process serves HTTP, also while the model loads; 503 once loading has
+    failed, since no request can then be served (the container health check reads this)."""
+    if model.error is not None:
+        return JSONResponse({"status": "unhealthy", "detail": model.error}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/ready", summary="Readiness", responses={503: {"model": ErrorResponse}})
@@ -83,6 +88,12 @@ async def prometheus(metrics: MetricsDep) -> Response:
 def page_html() -> str:
     """The web page (``static/index.html``), read once."""
     return (resources.files("imdb_sentiment.serving") / "static" / "index.html").read_text("utf-8")
+
+
+@router.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+async def docs(request: Request) -> HTMLResponse:
+    """The API reference, self-contained so it works offline (Swagger UI needs a CDN)."""
+    return HTMLResponse(docs_html(request.app.openapi()))
 
 
 @router.get("/", include_in_schema=False, response_class=HTMLResponse)

@@ -3,11 +3,14 @@
 :func:`train` runs the phases of a run in order, each a short helper below: load and check the
 data, prepare the run directory, build the Trainer, fit, take the best model's validation logits,
 calibrate, refuse a model at chance, and save a self-describing run.
+
+The main process settles the run directory (:func:`imdb_sentiment.runs.claim_run_dir`) and
+the others follow it. ``--overwrite`` trains beside the old run and replaces it only once the
+new one has succeeded. SIGTERM and Ctrl-C record where the run stopped and how to resume it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,16 +27,26 @@ from imdb_sentiment.modeling.loading import (
     load_tokenizer,
     resolve_model_name,
 )
-from imdb_sentiment.runs import latest_checkpoint, mark_latest, prepare_run_dir, write_status
+from imdb_sentiment.runs import Claim, mark_latest, replace_with_new, write_status
+from imdb_sentiment.training import lifecycle
 from imdb_sentiment.training.arguments import training_arguments, training_precision
 from imdb_sentiment.training.callbacks import (
     ProcessRecorder,
     ValidationLogits,
+    close_progress_bars,
     config_logger,
     early_stopping,
+    progress_on_stderr,
+    rebase_best_checkpoint,
 )
 from imdb_sentiment.training.dataset import encoded_reviews
-from imdb_sentiment.training.distributed import agree_on_run_name, is_main_process
+from imdb_sentiment.training.distributed import agree, is_main_process
+from imdb_sentiment.training.signals import (
+    TrainingInterrupted,
+    exit_code_for,
+    signal_name,
+    sigterm_interrupts,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,6 +63,8 @@ class TrainResult:
     metrics: dict[str, Any]
     world_size: int
     processes: list[dict[str, Any]] = field(default_factory=list)
+    already_finished: bool = False
+    """``--resume`` found the run finished and changed nothing."""
 
 
 @dataclass
@@ -57,13 +72,24 @@ class _Run:
     """What the phases before fitting settled on, read by the phases after it."""
 
     cfg: Config
-    run_dir: Path
+    claim: Claim
     train: pd.DataFrame
     validation: pd.DataFrame
     manifest: dict[str, Any]
     tokenizer: Any
     report_to: str = "none"
     log: Log = print
+    callbacks: list[Any] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run as users name it."""
+        return self.claim.run_dir
+
+    @property
+    def work_dir(self) -> Path:
+        """Where this training writes until it has succeeded."""
+        return self.claim.work_dir
 
 
 @dataclass
@@ -72,15 +98,46 @@ class _Fit:
 
     trainer: Trainer
     train_metrics: dict[str, Any]
+    """Runtime, samples/s and loss of the whole run (both parts of a resumed one)."""
     processes: list[dict[str, Any]]
     logits: np.ndarray
     labels: np.ndarray
 
 
-def train(cfg: Config, *, resume: bool = False, log: Log = print) -> TrainResult:
-    """Fine-tune ``cfg.model.name`` on the prepared data and write a self-describing run."""
-    run = _setup(cfg, resume=resume, log=log)
-    fit = _fit(run, *_build_trainer(run), resume=resume)
+def train(cfg: Config, *, resume: bool = False, log: Log = print,
+          callbacks: list[Any] | None = None) -> TrainResult:
+    """Fine-tune ``cfg.model.name`` on the prepared data and write a self-describing run.
+
+    ``callbacks`` are extra ``TrainerCallback``s, such as the search's pruning hook.
+
+    ``resume`` on a run that succeeded and is not asked to train longer changes nothing and
+    returns its saved results with ``already_finished`` set.
+    """
+    with sigterm_interrupts():
+        try:
+            run = _setup(cfg, resume=resume, log=log)
+        except KeyboardInterrupt as exc:
+            raise TrainingInterrupted(f"training stopped by {signal_name(exc)} before the run "
+                                      "started; nothing was written", exit_code_for(exc)) from None
+        if run.claim.finished:
+            metrics, processes = lifecycle.saved_results(run.claim, log)
+            return TrainResult(run.run_dir, metrics, int(metrics.get("world_size") or 1),
+                               processes, already_finished=True)
+        run.callbacks = list(callbacks or [])
+        try:
+            return _train_claimed(run)
+        except TrainingFailedError:
+            raise
+        except BaseException as exc:
+            close_progress_bars()
+            stopped = lifecycle.record_stop(run.claim, cfg, exc)
+            if stopped is None:
+                raise
+            raise stopped from None
+
+
+def _train_claimed(run: _Run) -> TrainResult:
+    fit = _fit(run, *_build_trainer(run))
     metrics, temperature = _score(run, fit)
     result = TrainResult(run.run_dir, metrics, fit.trainer.args.world_size, fit.processes)
     if is_main_process():
@@ -98,12 +155,16 @@ def _setup(cfg: Config, *, resume: bool, log: Log) -> _Run:
     report_to = tracking.resolve_report_to(cfg.run.report_to)
     train_df, val_df, manifest = _load_data(cfg)
     tokenizer = load_tokenizer(model_name)
-    run_name = agree_on_run_name(cfg.run.name, model_name)
-    run = _Run(cfg, Path(cfg.run.output_dir) / run_name, train_df, val_df, manifest, tokenizer,
-               report_to, log)
-    cfg.run.name = run_name
+    claim = agree(lambda: lifecycle.claim(cfg, model_name, resume=resume))
+    cfg.run.name = claim.run_dir.name
+    run = _Run(cfg, claim, train_df, val_df, manifest, tokenizer, report_to, log)
+    if claim.finished:
+        return run
     if is_main_process():
-        _claim_run_dir(run, resume=resume)
+        lifecycle.start(claim, cfg, log, resume=resume)
+        if report_to == "wandb":
+            tracking.configure_wandb(claim.work_dir, cfg.run.wandb_project, claim.run_dir.name,
+                                     log)
     elif run.report_to == "wandb":
         run.report_to = "none"  # only the main process reports
     return run
@@ -123,21 +184,15 @@ def _load_data(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]
     return train_df, val_df, manifest
 
 
-def _claim_run_dir(run: _Run, *, resume: bool) -> None:
-    """Create (or reopen, for ``resume``) the run directory and record that the run started."""
-    from imdb_sentiment import tracking
-
-    prepare_run_dir(run.run_dir, overwrite=run.cfg.run.overwrite, resume=resume)
-    run.cfg.save(run.run_dir / "config.yaml")
-    write_status(run.run_dir, "running", started_at=time.time())
-    if run.report_to == "wandb":
-        tracking.configure_wandb(run.run_dir, run.cfg.run.wandb_project, run.run_dir.name,
-                                 run.log)
-
-
 def _build_trainer(run: _Run) -> tuple[Trainer, ProcessRecorder, ValidationLogits]:
     """Tokenize, load the model and wire it into a Trainer with our callbacks."""
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    import contextlib
+    import sys
+
+    # transformers prints "Running in WANDB offline mode" on stdout when its W&B integration is
+    # first imported; stdout is for results.
+    with contextlib.redirect_stdout(sys.stderr):
+        from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     cfg, tokenizer = run.cfg, run.tokenizer
     set_seed(cfg.training.seed)  # before the model exists: it seeds the new classifier head
@@ -146,38 +201,37 @@ def _build_trainer(run: _Run) -> tuple[Trainer, ProcessRecorder, ValidationLogit
     train_ds = encoded_reviews(tokenizer, run.train, cfg)
     val_ds = encoded_reviews(tokenizer, run.validation, cfg)
     model = load_model_for_training(resolve_model_name(cfg.model.name))
-    recorder, kept = ProcessRecorder(), ValidationLogits()
+    recorder, kept = ProcessRecorder(resume_from=run.claim.checkpoint), ValidationLogits()
+    args = training_arguments(cfg, run.work_dir, run.report_to, train_rows=len(train_ds))
+    args.run_name = run.run_dir.name  # not the staging folder's name
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg, run.run_dir, run.report_to, train_rows=len(train_ds)),
+        args=args,
         train_dataset=train_ds,
         eval_dataset=val_ds,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         compute_metrics=kept,
         callbacks=[*early_stopping(cfg.training.early_stopping_patience),
-                   recorder.callback(), config_logger(cfg)],
+                   recorder.callback(), config_logger(cfg), rebase_best_checkpoint(),
+                   *run.callbacks],
     )
+    progress_on_stderr(trainer)
     kept.step = lambda: trainer.state.global_step
     return trainer, recorder, kept
 
 
-def _fit(run: _Run, trainer: Trainer, recorder: ProcessRecorder, kept: ValidationLogits, *,
-         resume: bool) -> _Fit:
-    """Train (from the latest checkpoint when resuming); an interrupted run says how to resume."""
-    checkpoint = latest_checkpoint(run.run_dir) if resume else None
+def _fit(run: _Run, trainer: Trainer, recorder: ProcessRecorder,
+         kept: ValidationLogits) -> _Fit:
+    """Train (from the claimed checkpoint when resuming)."""
+    checkpoint = run.claim.checkpoint
     if checkpoint is not None:
         run.log(f"resuming from {checkpoint}")
-    try:
-        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except BaseException:
-        if is_main_process():
-            write_status(run.run_dir, "interrupted", resume_with="imdb-sentiment train --resume "
-                         f"--run-name {run.run_dir.name} --output-dir {run.cfg.run.output_dir}")
-        raise
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     processes = recorder.gather(str(trainer.args.device))
+    whole = recorder.whole_run(output.metrics, trainer.state, len(run.train))
     logits, labels = _validation_logits(trainer, kept)
-    return _Fit(trainer, output.metrics, processes, logits, labels)
+    return _Fit(trainer, whole, processes, logits, labels)
 
 
 def _validation_logits(trainer: Trainer, kept: ValidationLogits) -> tuple[np.ndarray, np.ndarray]:
@@ -215,16 +269,18 @@ def _run_metrics(run: _Run, fit: _Fit) -> dict[str, Any]:
     from imdb_sentiment.metrics.classification import compute_metrics
 
     state, args = fit.trainer.state, fit.trainer.args
+    best = state.best_model_checkpoint
     return {
         **compute_metrics(fit.labels, _positive(fit.logits)),
         "train_samples": len(run.train),
         "validation_samples": len(run.validation),
-        "train_runtime_s": fit.train_metrics.get("train_runtime"),
+        "train_runtime_s": fit.train_metrics.get("train_runtime_s"),
         "train_samples_per_second": fit.train_metrics.get("train_samples_per_second"),
         "train_step_samples_per_second": ProcessRecorder.step_throughput(fit.processes),
         "train_loss": fit.train_metrics.get("train_loss"),
         "epochs_completed": state.epoch,
-        "best_checkpoint": state.best_model_checkpoint,
+        # Named where it will be once the run is in place (not in an --overwrite staging folder).
+        "best_checkpoint": str(run.run_dir / "checkpoints" / Path(best).name) if best else None,
         "world_size": args.world_size,
         "training_precision": training_precision(run.cfg.training.precision),
         "device": str(args.device),
@@ -270,14 +326,14 @@ def _record(run: _Run, fit: _Fit, metrics: dict[str, Any]) -> None:
     from imdb_sentiment.text import predicted_labels
 
     cfg = run.cfg
-    write_json(run.run_dir / "data_manifest.json", {
+    write_json(run.work_dir / "data_manifest.json", {
         **run.manifest, "data_dir": str(Path(cfg.data.dir).resolve()),
         "used": {"train_rows": len(run.train), "validation_rows": len(run.validation),
                  "sample_seed": cfg.training.seed},
     })
     tracking.log_final(metrics, fit.labels, predicted_labels(_positive(fit.logits)))
     if at_chance(metrics):
-        _fail_at_chance(run.run_dir, {**_payload(fit, metrics), "state": "failed",
+        _fail_at_chance(run.work_dir, {**_payload(fit, metrics), "state": "failed",
                                       "reason": "validation accuracy at chance"})
 
 
@@ -298,15 +354,18 @@ def _fail_at_chance(run_dir: Path, payload: dict[str, Any]) -> None:
 
 
 def _save(run: _Run, fit: _Fit, metrics: dict[str, Any], temperature: float) -> None:
-    """Save the model with its settings, predictions, metrics and card; mark the run latest."""
+    """Save the model with its settings, predictions, metrics and card; put the run in place
+    (replacing an old one only now) and mark it latest."""
     from imdb_sentiment import tracking
     from imdb_sentiment.atomic import write_json
+    from imdb_sentiment.data.storage import share_like_umask
     from imdb_sentiment.model_card import write_model_card
 
-    cfg, run_dir = run.cfg, run.run_dir
-    model_dir = run_dir / "model"
+    cfg, work_dir = run.cfg, run.work_dir
+    model_dir = work_dir / "model"
     fit.trainer.save_model(str(model_dir))
     run.tokenizer.save_pretrained(str(model_dir))
+    share_like_umask(model_dir)  # safetensors writes 0600 whatever the umask
     InferenceSettings(
         max_length=cfg.model.max_length,
         truncation=cfg.model.truncation,
@@ -314,12 +373,13 @@ def _save(run: _Run, fit: _Fit, metrics: dict[str, Any], temperature: float) -> 
         temperature=temperature,
         base_model=cfg.model.name,
     ).save(model_dir)
-    _write_predictions(run_dir, run.validation, fit.logits, temperature)
-    write_json(run_dir / "metrics.json", _payload(fit, metrics))
-    write_model_card(model_dir, run_dir)
-    write_json(run_dir / "processes.json", fit.processes)
-    write_status(run_dir, "succeeded")
-    mark_latest(run_dir)
+    _write_predictions(work_dir, run.validation, fit.logits, temperature)
+    write_json(work_dir / "metrics.json", _payload(fit, metrics))
+    write_json(work_dir / "processes.json", fit.processes)
+    replace_with_new(run.claim)
+    write_model_card(run.run_dir / "model", run.run_dir)
+    write_status(run.run_dir, "succeeded")
+    mark_latest(run.run_dir)
     tracking.finish()
 
 

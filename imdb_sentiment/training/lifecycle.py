@@ -1,0 +1,105 @@
+"""A training run's life in its directory: claimed, started, stopped, or found finished.
+
+The main process decides (:func:`claim`); the others follow its decision. Every stop is
+recorded in ``status.json`` with a way to go on that works: a resume command only when a
+complete checkpoint exists, else the command that starts the run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from imdb_sentiment.config import Config
+from imdb_sentiment.errors import RunError
+from imdb_sentiment.runs import (
+    Claim,
+    claim_new_run,
+    claim_run_dir,
+    describe,
+    latest_checkpoint,
+    write_status,
+)
+from imdb_sentiment.training.distributed import is_main_process
+from imdb_sentiment.training.signals import TrainingInterrupted, exit_code_for, signal_name
+
+Log = Callable[[str], None]
+
+
+def claim(cfg: Config, model_name: str, *, resume: bool) -> Claim:
+    """The main process's decision: which folder this training writes (and resumes from)."""
+    root = Path(cfg.run.output_dir)
+    if cfg.run.name is None:
+        if resume:
+            raise RunError("--resume needs --run-name to say which run to continue")
+        return claim_new_run(root, model_name)
+    return claim_run_dir(root / cfg.run.name, overwrite=cfg.run.overwrite, resume=resume,
+                         epochs=cfg.training.epochs)
+
+
+def start(claimed: Claim, cfg: Config, log: Log, *, resume: bool) -> None:
+    """Save the config and record that the run started (resumed: from what, skipping what)."""
+    if resume:
+        if claimed.previous is not None:
+            log(f"{claimed.run_dir}: its last training was "
+                f"{describe(claimed.work_dir, claimed.previous)}")
+        for ckpt, why in claimed.skipped:
+            log(f"skipping {ckpt.name}: {why} (set aside as incomplete-{ckpt.name})")
+    if claimed.replacing:
+        log(f"training in {claimed.work_dir}; it replaces {claimed.run_dir} only once it has "
+            "succeeded")
+    cfg.save(claimed.work_dir / "config.yaml")
+    write_status(claimed.work_dir, "running", started_at=time.time(),
+                 resumed_from=claimed.checkpoint.name if claimed.checkpoint else None)
+
+
+def saved_results(claimed: Claim, log: Log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``--resume`` of a run that succeeded: say so, and return its saved metrics and
+    processes."""
+
+    def read(name: str) -> Any:
+        try:
+            return json.loads((claimed.work_dir / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    log(f"{claimed.run_dir} already finished (succeeded); nothing to resume and nothing was "
+        "changed. To train it longer, resume with a larger --epochs than it was trained for.")
+    metrics = (read("metrics.json") or {}).get("metrics") or {}
+    return metrics, read("processes.json") or []
+
+
+def how_to_go_on(claimed: Claim, cfg: Config) -> dict[str, str]:
+    """How to continue a stopped run: resume when a complete checkpoint exists, else restart."""
+    if latest_checkpoint(claimed.work_dir) is not None:
+        return {"resume_with": f"imdb-sentiment train --resume --run-name "
+                               f"{claimed.run_dir.name} --output-dir {cfg.run.output_dir}"}
+    return {"restart_with": f"imdb-sentiment train --config {claimed.work_dir / 'config.yaml'}"
+                            " --overwrite"}
+
+
+def record_stop(claimed: Claim, cfg: Config, exc: BaseException) -> TrainingInterrupted | None:
+    """Record in ``status.json`` why the run stopped and how to go on. An interruption (SIGTERM,
+    Ctrl-C) becomes a one-line error to raise; for anything else (None) the caller re-raises
+    what it caught."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    if not is_main_process():
+        return (TrainingInterrupted(f"training stopped by {signal_name(exc)}",
+                                    exit_code_for(exc)) if interrupted else None)
+    hint = how_to_go_on(claimed, cfg)
+    reason = (f"stopped by {signal_name(exc)}" if interrupted
+              else (str(exc).splitlines() or [type(exc).__name__])[0])
+    # On a full or vanished disk the error that stopped the run is the one to report.
+    with contextlib.suppress(OSError):
+        write_status(claimed.work_dir, "interrupted" if interrupted else "failed",
+                     reason=reason, **hint)
+    if not interrupted:
+        return None
+    how = (f"resume with: {hint['resume_with']}" if "resume_with" in hint
+           else f"no complete checkpoint was saved; start again with: {hint['restart_with']}")
+    return TrainingInterrupted(f"training stopped by {signal_name(exc)}; {how}",
+                               exit_code_for(exc))
