@@ -8,14 +8,18 @@ recipe. Several processes relaunch under accelerate as ``train`` does.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from imdb_sentiment.cli import render
-from imdb_sentiment.cli.train import OverwriteOption, SetOption, resume_config
+from imdb_sentiment.cli.train import (
+    OverwriteOption,
+    SetOption,
+    relaunch_with_config,
+    resume_config,
+)
 
 if TYPE_CHECKING:
     from imdb_sentiment.config import Config
@@ -125,7 +129,8 @@ def adapt(
     if not distributed.already_distributed():
         n = distributed.wanted_processes(cfg.training.num_processes)
         if n > 1:
-            raise typer.Exit(adapt_distributed(cfg, settings, n, resume))
+            raise typer.Exit(relaunch_with_config("adapt", cfg, n, resume,
+                                                  settings_flags(settings)))
     adapt_here(cfg, settings, resume)
 
 
@@ -152,26 +157,6 @@ def settings_flags(settings: AdaptSettings) -> list[str]:
               "--mlm-probability", repr(settings.mlm_probability),
               "--holdout", str(settings.holdout), "--text-column", settings.text_column]
     return flags + (["--max-texts", str(settings.max_texts)] if settings.max_texts else [])
-
-
-def adapt_distributed(cfg: Config, settings: AdaptSettings, n: int, resume: bool) -> int:
-    """Re-run ``adapt`` under accelerate with the resolved config, so every process agrees."""
-    from imdb_sentiment.provenance import sources_path
-    from imdb_sentiment.training import distributed
-
-    cfg.training.num_processes = n
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-        pass
-    cfg.save(fh.name)
-    try:
-        render.say(f"launching {n} adaptation processes with accelerate")
-        args = ["adapt", "--config", fh.name, "--output-dir", cfg.run.output_dir,
-                *(["--run-name", cfg.run.name] if cfg.run.name else []),
-                *settings_flags(settings), *(["--resume"] if resume else [])]
-        return distributed.relaunch(n, args)
-    finally:
-        for path in (Path(fh.name), sources_path(fh.name)):
-            path.unlink(missing_ok=True)
 
 
 def adapt_here(cfg: Config, settings: AdaptSettings, resume: bool) -> None:

@@ -8,6 +8,7 @@ training runs on), then the dataclass defaults; the printed and saved config say
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -101,7 +102,7 @@ def train(
     if not distributed.already_distributed():
         n = distributed.wanted_processes(cfg.training.num_processes)
         if n > 1:
-            raise typer.Exit(train_distributed(cfg, n, resume))
+            raise typer.Exit(relaunch_with_config("train", cfg, n, resume))
     train_here(cfg, resume)
 
 
@@ -129,8 +130,9 @@ def resume_config(config: Path | None, output_dir: str | None, run_name: str | N
     return config
 
 
-def train_distributed(cfg: Config, n: int, resume: bool) -> int:
-    """Re-run ``train`` under accelerate with the resolved config, so every process agrees."""
+def relaunch_with_config(verb: str, cfg: Config, n: int, resume: bool,
+                         extra: Sequence[str] = ()) -> int:
+    """Re-run ``verb`` under accelerate with the resolved config, so every process agrees."""
     from imdb_sentiment.provenance import sources_path
     from imdb_sentiment.training import distributed
 
@@ -140,11 +142,12 @@ def train_distributed(cfg: Config, n: int, resume: bool) -> int:
     # Saved with its sources, so that every process records where each value came from.
     cfg.save(fh.name)
     try:
-        render.say(f"launching {n} training processes with accelerate")
+        work = {"train": "training", "adapt": "adaptation"}.get(verb, verb)
+        render.say(f"launching {n} {work} processes with accelerate")
         # Without --run-name the main process picks a new, unique name and the others follow.
-        args = ["train", "--config", fh.name, "--output-dir", cfg.run.output_dir,
+        args = [verb, "--config", fh.name, "--output-dir", cfg.run.output_dir,
                 *(["--run-name", cfg.run.name] if cfg.run.name else []),
-                *(["--resume"] if resume else [])]
+                *extra, *(["--resume"] if resume else [])]
         return distributed.relaunch(n, args)
     finally:
         for path in (Path(fh.name), sources_path(fh.name)):
