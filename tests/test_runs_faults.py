@@ -453,3 +453,22 @@ def test_a_resumed_run_records_the_whole_run(tiny_model: Path, prepared_data: Pa
 def test_an_invalid_set_value_is_an_error_even_when_a_flag_overrides_it() -> None:
     with pytest.raises(ConfigError, match=r"training\.epochs"):
         resolve(overrides={"training.epochs": 2}, sets=["training.epochs=-1"])
+
+
+def test_stopped_progress_bars_end_on_a_line_of_their_own() -> None:
+    """A stop during validation: the nested evaluation bar clears its line and moves the cursor up
+    as it closes; the training bar must close after it, so the error line starts clean."""
+    import io
+
+    from tqdm.auto import tqdm
+
+    from imdb_sentiment.training.callbacks import close_progress_bars
+
+    out = io.StringIO()
+    training = tqdm(total=10, file=out)
+    training.update(3)
+    evaluating = tqdm(total=5, file=out, leave=False, position=1)
+    evaluating.update(2)
+    close_progress_bars()
+    assert out.getvalue().endswith("\n")
+    assert not out.getvalue().rstrip("\n").endswith("\x1b[A")

@@ -71,6 +71,15 @@ ResumeOption = Annotated[bool, typer.Option(
     "same corpus.")]
 
 
+SeedOption = Annotated[int | None, typer.Option(help="Random seed [default: 42].")]
+ReportToOption = Annotated[str | None, typer.Option(
+    help="auto (W&B when installed), wandb or none [default: auto].")]
+PrecisionOption = Annotated[str | None, typer.Option(
+    help="auto, fp32, bf16 or fp16 [default: auto].")]
+NumProcessesOption = Annotated[int | None, typer.Option(
+    help="Data-parallel processes [default: one per GPU].")]
+
+
 def adapt(
     unlabelled: UnlabelledOption = None,
     include_train: IncludeTrainOption = False,
@@ -89,13 +98,10 @@ def adapt(
     max_texts: MaxTextsOption = None,
     holdout: HoldoutOption = 500,
     save_steps: SaveStepsOption = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed [default: 42].")] = None,
-    report_to: Annotated[str | None, typer.Option(
-        help="auto (W&B when installed), wandb or none [default: auto].")] = None,
-    precision: Annotated[str | None, typer.Option(
-        help="auto, fp32, bf16 or fp16 [default: auto].")] = None,
-    num_processes: Annotated[int | None, typer.Option(
-        help="Data-parallel processes [default: one per GPU].")] = None,
+    seed: SeedOption = None,
+    report_to: ReportToOption = None,
+    precision: PrecisionOption = None,
+    num_processes: NumProcessesOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     resume: ResumeOption = False,

@@ -37,7 +37,12 @@ from imdb_sentiment.runs import (
 from imdb_sentiment.training import lifecycle
 from imdb_sentiment.training.arguments import training_arguments, training_precision
 from imdb_sentiment.training.blocks import blocks
-from imdb_sentiment.training.callbacks import ProcessRecorder, config_logger, stderr_progress
+from imdb_sentiment.training.callbacks import (
+    ProcessRecorder,
+    config_logger,
+    share_checkpoints,
+    stderr_progress,
+)
 from imdb_sentiment.training.distributed import agree, is_main_process
 from imdb_sentiment.training.signals import (
     TrainingInterrupted,
@@ -284,7 +289,7 @@ def _build_trainer(run: _Run) -> tuple[Trainer, ProcessRecorder]:
         processing_class=run.tokenizer,
         data_collator=DataCollatorForLanguageModeling(
             run.tokenizer, mlm_probability=s.mlm_probability, pad_to_multiple_of=8),
-        callbacks=[recorder.callback(), config_logger(cfg)],
+        callbacks=[recorder.callback(), config_logger(cfg), share_checkpoints()],
     )
     # Trainer prints its log dicts on stdout; the commands keep stdout for results.
     trainer.remove_callback(PrinterCallback)

@@ -246,7 +246,11 @@ def close_progress_bars() -> None:
     its own (they would otherwise be redrawn after it at exit)."""
     from tqdm.auto import tqdm
 
-    for bar in list(getattr(tqdm, "_instances", [])):
+    # Innermost first: a nested bar (evaluation inside training) clears its line and moves the
+    # cursor up as it closes, so the outer bar must close after it to end with the newline.
+    bars = sorted(getattr(tqdm, "_instances", []), key=lambda b: abs(getattr(b, "pos", 0)),
+                  reverse=True)
+    for bar in bars:
         bar.close()
 
 
@@ -265,3 +269,28 @@ def rebase_best_checkpoint() -> TrainerCallback:
                     state.best_model_checkpoint = str(here)
 
     return _Rebase()
+
+
+def share_checkpoints() -> TrainerCallback:
+    """Give each checkpoint's files the mode the user's umask gives new files, as it is saved:
+    safetensors writes the weights 0600 whatever the umask, and another user (a container's
+    uid with the run mounted) must be able to read a checkpoint to resume or inspect it."""
+    from transformers import TrainerCallback
+
+    from imdb_sentiment.data.storage import share_like_umask
+
+    class _Share(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if not state.is_world_process_zero or not folder.is_dir():
+                return
+            # Another process may still be renaming its own record into the folder, and a
+            # temporary file can vanish under the walk: walk again.
+            for _ in range(3):
+                try:
+                    share_like_umask(folder)
+                    return
+                except FileNotFoundError:
+                    continue
+
+    return _Share()
