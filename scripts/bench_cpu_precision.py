@@ -9,7 +9,7 @@ model on the same real batches, alternating step by step so both arms see the sa
 (useful where other work shares the CPU). It runs in a child process per oneDNN ISA cap: none
 (AMX on an AMX Xeon), ``AVX512_CORE_BF16`` (AVX512-BF16 without AMX) and ``AVX2`` (bf16 emulated).
 
-    python scripts/bench_cpu_precision.py --data /tmp/imdb --model minilm --train-samples 2000 \
+    python scripts/bench_cpu_precision.py --data data/imdb --model minilm --train-samples 2000 \
         --eval-samples 1000 --max-length 128 --out docs/results/cpu_precision.json
 """
 

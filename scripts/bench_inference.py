@@ -6,8 +6,8 @@ subprocess so that peak memory (the process's max RSS) is its own. Reported per 
 per second (tokenization included, after a short warm-up), peak RSS, accuracy, and agreement /
 max |Δp| with the Predictor in float32.
 
-    flock /tmp/imdb-cpu.lock .venv/bin/python scripts/bench_inference.py \\
-        --run /work/runs-shared/minilm-2k --n 1000 --max-length 128 \\
+    .venv/bin/python scripts/bench_inference.py \\
+        --run runs/minilm-2k --n 1000 --max-length 128 \\
         --out bench.json --markdown bench.md
 
 The ONNX arms need `imdb-sentiment export RUN --format onnx --quantize int8` first; they are

@@ -1,6 +1,6 @@
 """Tokenizing a split vs reading it from the token cache, on a fresh copy of a prepared folder.
 
-    python scripts/bench_token_cache.py --data /tmp/imdb --model minilm --max-length 512 \
+    python scripts/bench_token_cache.py --data data/imdb --model minilm --max-length 512 \
         --out docs/results/token_cache.json
 """
 

@@ -6,8 +6,8 @@ accuracy and 95% interval, the paired difference per seed with a paired-bootstra
 the adaptation's held-out masked-LM loss before and after, wall times and the machine.
 The JSON is rewritten after every run, so a run cut short still leaves its results.
 
-    python scripts/compare_adaptation.py --data /tmp/imdb \
-        --unlabelled /work/shared/imdb/unsup.parquet --out docs/results/adaptation_cpu.json
+    python scripts/compare_adaptation.py --data data/imdb \
+        --unlabelled path/to/imdb/unsup.parquet --out docs/results/adaptation_cpu.json
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def training_settings(run_dir: Path) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/tmp/imdb")
-    ap.add_argument("--unlabelled", default="/work/shared/imdb/unsup.parquet")
+    ap.add_argument("--data", default="data/imdb")
+    ap.add_argument("--unlabelled", required=True)
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--adapt-texts", type=int, default=2000)
     ap.add_argument("--adapt-max-length", type=int, default=128)

@@ -9,7 +9,7 @@ Results (validation accuracy with its bootstrap 95% interval, paired difference 
 arm, training time) are written to ``--json`` after every arm, so an interrupted comparison
 keeps what finished.
 
-    flock /tmp/imdb-cpu.lock .venv/bin/python scripts/compare_recipes.py --data /tmp/imdb \\
+    .venv/bin/python scripts/compare_recipes.py --data data/imdb \\
         --arms lr=1e-4,bs=16,warmup=0.1 lr=5e-5,bs=16,warmup=0 \\
         --eval-samples 1000 --json docs/results/recipes_cpu_demo.json
 

@@ -8,10 +8,11 @@ to the first arm), the long-review slice (reviews longer than the window), trunc
 ``--long-reviews chunks`` on that slice, and ECE/Brier before and after temperature scaling.
 The head+tail arm (or the last arm) also gets the full ``eval`` report with robustness checks.
 
-Example (CPU, about 10-15 minutes on 2 cores; run under flock on a shared machine):
+Example (CPU, about 10-15 minutes on 2 cores; ``data/imdb`` comes from
+``imdb-sentiment download``):
 
-    flock /tmp/imdb-cpu.lock python scripts/compare_truncation.py \\
-        --data /work/data-shared/imdb --model minilm --arms head:256 head+tail:256:64 \\
+    python scripts/compare_truncation.py \\
+        --data data/imdb --model minilm --arms head:256 head+tail:256:64 \\
         --train-samples 2000 --epochs 1 --output runs/compare-256 \\
         --json docs/results/truncation-cpu-256.json --markdown docs/QUALITY.md
 """
@@ -181,7 +182,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="/work/data-shared/imdb")
+    parser.add_argument("--data", default="data/imdb")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--arms", nargs="+", default=["head:256", "head+tail:256:64"])
     parser.add_argument("--train-samples", type=int, default=2000)

@@ -137,6 +137,30 @@ def f_model_file_modes(ctx: dict[str, Path]) -> Fault:
             f"all files {sorted(set(modes.values()))}"}
 
 
+def f_checkpoint_file_modes(ctx: dict[str, Path]) -> Fault:
+    files = [p for p in (ctx["run"] / "checkpoints").rglob("*") if p.is_file()]
+    modes = {oct(p.stat().st_mode & 0o777) for p in files}
+    weights = {oct(p.stat().st_mode & 0o777) for p in files if p.name == "model.safetensors"}
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return {"fault": "checkpoint files after train (umask " + oct(mask) + ")", "exit_code": 0,
+            "stderr": "", "kept": f"checkpoint model.safetensors {sorted(weights)}; all "
+            f"{len(files)} files {sorted(modes)}"}
+
+
+def f_train_small_disk(ctx: dict[str, Path]) -> Fault:
+    weights = (ctx["model"] / "model.safetensors").stat().st_size
+    # Room for the model and a checkpoint, not for the three checkpoints kept at once.
+    with tiny_disk(ctx["root"] / "disk-train", f"{6 * weights // 1024}k") as disk:
+        result = cli("train", "--model", ctx["model"], "--data", ctx["data"], "--output-dir",
+                     disk / "runs", "--run-name", "x", "--max-length", "64", "--epochs", "1",
+                     "--report-to", "none")
+        left = sorted(p.name for p in disk.iterdir())
+    return {"fault": f"train onto a disk too small ({6 * weights // 1024} KB tmpfs, weights "
+                     f"{weights // 1024} KB)", **result,
+            "kept": f"refused before tokenizing; left on the disk: {left}"}
+
+
 def f_unreadable_weights(ctx: dict[str, Path]) -> Fault:
     from typer.testing import CliRunner
 
@@ -381,7 +405,8 @@ def f_flags(ctx: dict[str, Path]) -> list[Fault]:
 
 
 FAULTS: list[Callable[[dict[str, Path]], Fault | list[Fault]]] = [
-    f_model_file_modes, f_unreadable_weights, f_health_without_model, f_train_read_only,
+    f_model_file_modes, f_checkpoint_file_modes, f_unreadable_weights, f_health_without_model,
+    f_train_read_only, f_train_small_disk,
     f_download_read_only, f_download_file_in_the_way, f_download_full_disk,
     f_predict_read_only, f_predict_missing_folder, f_predict_full_disk, f_eval_read_only,
     f_export_read_only, f_no_label_column, f_labels_outside, f_truncated_weights,

@@ -4,7 +4,7 @@ Made for a GPU machine with torch, transformers and accelerate but no ``datasets
 ``wandb`` and no network: everything it reads is carried in one folder that ``prepare`` fills
 here (a float16 copy of the model, 45 MB for MiniLM, and the source's ``train.parquet``):
 
-    python scripts/gpu_fast_path.py prepare --model minilm --source /work/shared/imdb --carry .carry
+    python scripts/gpu_fast_path.py prepare --model minilm --source path/to/imdb --carry .carry
     # on the GPU machine, from the repository root:
     python3 scripts/gpu_fast_path.py run --carry .carry --out "$OUT"
 

@@ -5,9 +5,12 @@ Each of C concurrent clients posts one review per request (``{"text": ...}``), b
 a fixed time. With ``--serve RUN`` the script starts the server itself, once with server-side
 batching and once without, and measures every concurrency level against both:
 
-    flock /tmp/imdb-cpu.lock .venv/bin/python scripts/loadtest.py \\
-        --serve /work/runs-shared/minilm-2k --concurrency 1,16 --duration 20 \\
-        --markdown loadtest.md
+    .venv/bin/python scripts/loadtest.py \\
+        --serve runs/minilm-2k --concurrency 1,16 --duration 20 \\
+        --data data/imdb --markdown loadtest.md
+
+``runs/minilm-2k`` is any run directory (``make demo DEMO_RUN=minilm-2k`` makes one) and
+``data/imdb`` the folder ``imdb-sentiment download`` writes.
 
 Without ``--serve`` it measures the server already listening at ``--url`` (loopback only).
 """

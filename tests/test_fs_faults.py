@@ -409,3 +409,60 @@ def test_invisible_only_text_is_empty_and_cleaning_stays_idempotent() -> None:
 def test_predict_refuses_an_invisible_only_review(trained_run: Path) -> None:
     result = invoke("predict", "--model", str(trained_run), "\u200b\u200b")
     assert result.exit_code == DataError.exit_code and "empty" in one_line(result)
+
+
+# ------------------------------------------------------------- train: checks before the work
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, free: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A disk with about ``free`` bytes: a real tmpfs for root, else the free-space probe
+    patched to say so (the check reads it; the write test still really writes)."""
+    if IS_ROOT and shutil.which("mount") is not None:
+        with tiny_disk(folder, f"{free // 1024}k") as disk:
+            yield disk
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr("imdb_sentiment.data.storage.free_bytes", lambda _f: free)
+    yield folder
+
+
+def test_train_refuses_a_disk_too_small_before_tokenizing(
+        tiny_model: Path, prepared_data: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from imdb_sentiment.training.lifecycle import pretrained_weights_bytes
+
+    weights = pretrained_weights_bytes(str(tiny_model))
+    assert weights == (tiny_model / "model.safetensors").stat().st_size
+    # Room for the final model and a checkpoint or two, not for the 3 kept at once (10x).
+    with small_disk(tmp_path / "disk", 6 * weights, monkeypatch) as disk:
+        result = invoke("train", "--model", str(tiny_model), "--data", str(prepared_data),
+                        "--output-dir", str(disk / "runs"), "--run-name", "x",
+                        "--max-length", "32", "--epochs", "1", "--report-to", "none")
+        assert result.exit_code == StorageError.exit_code, result.output
+        line = one_line(result)
+        assert "not enough space for the model and 3 checkpoints" in line, line
+        assert "tokenizing" not in result.output
+        assert list(disk.iterdir()) == []  # not even the runs folder
+
+
+def test_train_checks_the_runs_folder_can_be_written_first(
+        tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = invoke("train", "--model", str(tiny_model), "--data", str(prepared_data),
+                    "--output-dir", str(tmp_path / "a-file" / "runs"), "--run-name", "x",
+                    "--max-length", "32", "--epochs", "1", "--report-to", "none")
+    assert result.exit_code == StorageError.exit_code, result.output
+    assert "is a file, not a folder; choose another --output-dir" in one_line(result)
+    assert "tokenizing" not in result.output
+
+
+def test_checkpoint_files_follow_the_umask(trained_run: Path) -> None:
+    # A checkpoint must be readable by whoever may read the run, to resume or inspect it.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    checkpoints = sorted((trained_run / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints
+    modes = {f"{p.parent.name}/{p.name}": stat.S_IMODE(p.stat().st_mode)
+             for c in checkpoints for p in c.iterdir() if p.is_file()}
+    assert set(modes.values()) == {0o666 & ~mask}, modes

@@ -18,7 +18,17 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from imdb_sentiment import __version__
-from imdb_sentiment.cli import adapt, data, evaluate, predict, render, search, serve, train
+from imdb_sentiment.cli import (
+    adapt,
+    data,
+    drift,
+    evaluate,
+    predict,
+    render,
+    search,
+    serve,
+    train,
+)
 from imdb_sentiment.data.storage import is_file_system_error, os_error_message
 from imdb_sentiment.errors import ImdbSentimentError, StorageError
 
@@ -87,6 +97,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "predict": predict.predict,
     "export": serve.export,
     "serve": serve.serve,
+    "drift": drift.drift,
 }
 """Every verb, in the order ``--help`` lists them."""
 

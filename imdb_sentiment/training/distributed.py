@@ -98,7 +98,8 @@ def launch_command(num_processes: int, cli_args: list[str]) -> list[str]:
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch",
+        # accelerate's launcher, ended by an exit code instead of a traceback (training/launch.py)
+        sys.executable, "-m", "imdb_sentiment.training.launch",
         "--multi_gpu",
         "--num_processes", str(num_processes),
         "--num_machines", "1",

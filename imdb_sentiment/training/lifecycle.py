@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imdb_sentiment.config import Config
+from imdb_sentiment.data.storage import check_free_space, check_writable
 from imdb_sentiment.errors import RunError
 from imdb_sentiment.runs import (
     Claim,
@@ -29,15 +30,76 @@ from imdb_sentiment.training.signals import TrainingInterrupted, exit_code_for, 
 
 Log = Callable[[str], None]
 
+OPTIMIZER_FACTOR = 3
+"""A checkpoint holds the weights and Adam's two moments of each: about three times the
+weights (the scheduler, RNG and trainer state are small)."""
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def pretrained_weights_bytes(model_name: str) -> int:
+    """Size of the pretrained model's weights on disk (a local folder or the hub cache); 0 when
+    they cannot be found without a download."""
+    folder = Path(model_name)
+    if folder.is_dir():
+        for pattern in ("*.safetensors", "*.bin"):
+            files = [p for p in folder.glob(pattern) if "training_args" not in p.name]
+            if files:
+                return sum(p.stat().st_size for p in files)
+        return 0
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in _WEIGHT_FILES:
+            cached = try_to_load_from_cache(model_name, name)
+            if isinstance(cached, str):
+                return Path(cached).stat().st_size
+    except (ImportError, OSError, ValueError):
+        pass
+    return 0
+
+
+def _bytes_under(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def check_room(cfg: Config, model_name: str, *, already: int = 0) -> None:
+    """Refuse, before anything is tokenized or trained, a runs folder that cannot be written or
+    whose disk cannot hold the run: the final model plus the checkpoints on disk at once
+    (``save_total_limit`` of them, and one more while a new one is written before the oldest
+    goes), each about :data:`OPTIMIZER_FACTOR` times the weights. ``already``: bytes of the
+    checkpoints a resumed run has on disk, which count among those kept."""
+    root = Path(cfg.run.output_dir)
+    check_writable(root, hint="choose another --output-dir")
+    weights = pretrained_weights_bytes(model_name)
+    if not weights:
+        return  # size unknown: a disk that fills is still one line (exit 8) when it happens
+    kept = cfg.training.save_total_limit + 1
+    needed = max(weights * (1 + kept * OPTIMIZER_FACTOR) - already,
+                 weights * (1 + OPTIMIZER_FACTOR))
+    check_free_space(root, needed, f"the model and {kept} checkpoints of this training")
+
 
 def claim(cfg: Config, model_name: str, *, resume: bool) -> Claim:
-    """The main process's decision: which folder this training writes (and resumes from)."""
+    """The main process's decision: which folder this training writes (and resumes from).
+
+    The disk is checked (:func:`check_room`) before a new run's folder is created, so a disk
+    too small leaves nothing behind; a resumed run is checked once it is known to need more
+    training (a finished one changes nothing and needs no room).
+    """
     root = Path(cfg.run.output_dir)
-    if cfg.run.name is None:
-        if resume:
+    if resume:
+        if cfg.run.name is None:
             raise RunError("--resume needs --run-name to say which run to continue")
+        claimed = claim_run_dir(root / cfg.run.name, overwrite=cfg.run.overwrite, resume=True,
+                                epochs=cfg.training.epochs)
+        if not claimed.finished:
+            check_room(cfg, model_name, already=_bytes_under(claimed.work_dir / "checkpoints"))
+        return claimed
+    check_room(cfg, model_name)
+    if cfg.run.name is None:
         return claim_new_run(root, model_name)
-    return claim_run_dir(root / cfg.run.name, overwrite=cfg.run.overwrite, resume=resume,
+    return claim_run_dir(root / cfg.run.name, overwrite=cfg.run.overwrite, resume=False,
                          epochs=cfg.training.epochs)
 
 

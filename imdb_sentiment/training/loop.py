@@ -38,6 +38,7 @@ from imdb_sentiment.training.callbacks import (
     early_stopping,
     progress_on_stderr,
     rebase_best_checkpoint,
+    share_checkpoints,
 )
 from imdb_sentiment.training.dataset import encoded_reviews
 from imdb_sentiment.training.distributed import agree, is_main_process
@@ -214,7 +215,7 @@ def _build_trainer(run: _Run) -> tuple[Trainer, ProcessRecorder, ValidationLogit
         compute_metrics=kept,
         callbacks=[*early_stopping(cfg.training.early_stopping_patience),
                    recorder.callback(), config_logger(cfg), rebase_best_checkpoint(),
-                   *run.callbacks],
+                   share_checkpoints(), *run.callbacks],
     )
     progress_on_stderr(trainer)
     kept.step = lambda: trainer.state.global_step

@@ -1,0 +1,79 @@
+"""``imdb-sentiment drift``: build a run's reference profile, or test new texts against it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from imdb_sentiment.cli import checks, render
+from imdb_sentiment.errors import ConfigError, RunError
+
+
+def drift(
+    run: Annotated[Path | None, typer.Argument(
+        help="Run directory [default: the latest run].")] = None,
+    file: Annotated[Path | None, typer.Option(
+        help="Texts to test: .txt (one per line), .csv, .jsonl or .parquet.")] = None,
+    build_reference: Annotated[bool, typer.Option(
+        "--build-reference", help="(Re)build the run's reference profile from its validation "
+                                  "reviews, into RUN/reference/.")] = False,
+    text_column: Annotated[str, typer.Option(help="Text column of --file.")] = "text",
+    output: Annotated[Path | None, typer.Option(
+        help="Folder for drift.json and report.md [default: RUN/drift/<UTC time>].")] = None,
+    alpha: Annotated[float, typer.Option(
+        help="Family-wise false-alarm rate over the tests (Bonferroni).")] = 0.05,
+    reference_size: Annotated[int, typer.Option(
+        help="Validation reviews the reference profiles, at most.")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print drift.json to stdout.")] = False,
+    runs_dir: Annotated[Path | None, typer.Option(
+        help="Runs folder whose LATEST run is used when no run is named.")] = None,
+) -> None:
+    """Test whether new texts drift from what the model was validated on.
+
+    Exits 0 when no signal drifts, 1 when one does (for CI and cron jobs).
+    """
+    from imdb_sentiment.runs import resolve_run
+
+    if file is None and not build_reference:
+        raise ConfigError("give --file PATH to test a batch, or --build-reference")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha must be between 0 and 1, got {alpha}")
+    checks.at_least("--reference-size", reference_size, 50)
+    path = resolve_run(run, runs_dir)
+    if not (path / "model").is_dir():
+        raise RunError(f"{path} is not a run directory with a model/ folder; name a run")
+    if build_reference:
+        from imdb_sentiment.monitoring.reference import build_reference as build
+
+        folder = build(path, limit=reference_size, log=render.say)
+        render.say(f"wrote the drift reference to {folder}")
+    if file is None:
+        return
+    from imdb_sentiment.data.files import read_texts_file
+    from imdb_sentiment.monitoring.drift import check_batch
+
+    texts = read_texts_file(file, text_column=text_column)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    out = output if output is not None else path / "drift" / stamp
+    if (out / "drift.json").exists():
+        raise RunError(f"{out} already holds a drift report; choose another --output")
+    report = check_batch(path, texts, source=str(file), output=out, alpha=alpha)
+    _show(report, out, as_json)
+    if report["drifted"]:
+        raise typer.Exit(1)
+
+
+def _show(report: dict[str, Any], out: Path, as_json: bool) -> None:
+    """The report as JSON on stdout, or one line per signal on stderr."""
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for s in report["signals"]:
+        render.say(f"{s['name']:<24} {'DRIFT' if s['drifted'] else 'ok':<5} "
+                   f"statistic {s['statistic']:.4g}"
+                   + ("" if s["p_value"] is None else f"  p {s['p_value']:.3g}"))
+    render.say(f"wrote {out / 'drift.json'} and {out / 'report.md'}")
