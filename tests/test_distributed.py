@@ -68,30 +68,12 @@ def test_process_count_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert already_distributed()
 
 
-def test_resume_in_two_processes(tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for var in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
-        env.pop(var, None)
-    base = [sys.executable, "-m", "imdb_sentiment", "train", "--model", str(tiny_model),
-            "--data", str(prepared_data), "--output-dir", str(tmp_path), "--run-name", "ddp",
-            "--max-length", "64", "--lr", "5e-3", "--batch-size", "8", "--report-to", "none",
-            "--num-processes", "2"]
-    first = subprocess.run([*base, "--epochs", "2"], capture_output=True, text=True, env=env,
-                           timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    again = subprocess.run([*base, "--epochs", "3", "--resume"], capture_output=True, text=True,
-                           env=env, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming from" in again.stderr
-    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())["metrics"]
-    assert metrics["epochs_completed"] == pytest.approx(3.0) and metrics["world_size"] == 2
-
-
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_of_an_overwrite_and_resume_in_two_processes(
         tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
     """``docker stop`` of a two-process ``--overwrite``: 143, the old run and LATEST kept, the
-    new one interrupted with a checkpoint; ``--resume`` in two processes then replaces it."""
+    new one interrupted with a checkpoint; ``--resume`` in two processes then finishes it (the
+    suite's test of resuming under several processes) and replaces the old run."""
     from imdb_sentiment.runs import read_status, staging_dir, write_status
     from imdb_sentiment.runs.checkpoints import checkpoint_step, newest_complete_checkpoint
 
@@ -147,6 +129,8 @@ def test_sigterm_to_the_launcher_of_an_overwrite_and_resume_in_two_processes(
     assert [p["rank"] for p in processes] == [0, 1]
     assert all(p["resumed_from_step"] == checkpoint_step(ckpt) for p in processes)
     assert all(p["optimizer_steps"] == 20 * epochs for p in processes)
+    metrics = json.loads((old / "metrics.json").read_text())["metrics"]
+    assert metrics["epochs_completed"] == pytest.approx(epochs) and metrics["world_size"] == 2
 
 
 @pytest.mark.parametrize(("raised", "code"), [
