@@ -38,16 +38,28 @@ _AMX_RANK = _ONEDNN_ISAS["AVX512_CORE_AMX"]
 _ATEN_BELOW_AVX512 = ("default", "avx2")
 
 
-def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
-    """The first processor's feature flags (empty where ``/proc/cpuinfo`` is unreadable)."""
+def _cpuinfo_field(name: str, cpuinfo: Path) -> str | None:
+    """The first processor's ``name`` line in ``/proc/cpuinfo`` (None where unreadable)."""
     try:
         with cpuinfo.open(encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_name(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's model name, for the records a benchmark writes beside its figures."""
+    import platform
+
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine()
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The first processor's feature flags (empty where ``/proc/cpuinfo`` is unreadable)."""
+    return frozenset((_cpuinfo_field("flags", cpuinfo) or "").split())
 
 
 def _onednn_rank(env: Mapping[str, str]) -> int:

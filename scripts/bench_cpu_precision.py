@@ -26,14 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from imdb_sentiment.hardware import cpu_name
+
 ISA_CAPS = {"none": None, "avx512_bf16": "AVX512_CORE_BF16", "avx2": "AVX2"}
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def train_arm(args: argparse.Namespace, precision: str, out_dir: Path) -> dict[str, Any]:

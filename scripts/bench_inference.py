@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from imdb_sentiment.hardware import cpu_name
 
 ARMS = ("pipeline", "pipeline-b32", "torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
 LABELS = {
@@ -113,16 +114,6 @@ def pick_reviews(run: Path, data: str | None, split: str, n: int) -> Any:
     if n < len(frame):
         frame = frame.sample(n=n, random_state=0)
     return frame.reset_index(drop=True)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def markdown(report: dict[str, Any]) -> str:

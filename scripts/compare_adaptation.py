@@ -26,19 +26,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from imdb_sentiment.hardware import cpu_name
+
 CLI = [sys.executable, "-m", "imdb_sentiment"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 TRAINING_FAILED = 6  # a run at chance: its metrics are kept, it is a result too
 
 

@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from imdb_sentiment.metrics.intervals import paired_accuracy_difference
 
 ARM_KEYS = {"lr": "--lr", "bs": "--batch-size", "warmup": "--set training.warmup_ratio="}
 
@@ -73,19 +74,6 @@ def machine() -> str:
     extras = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
     return (f"CPU {cpu} ({os.cpu_count()} cores visible, {', '.join(extras) or 'no bf16'}), "
             f"torch {torch.__version__}")
-
-
-def paired_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray, samples: int = 2000,
-                      seed: int = 0) -> dict[str, float]:
-    """Accuracy of ``b`` minus ``a`` on the same reviews, with a paired bootstrap 95% interval."""
-    ca = ((a >= 0.5).astype(int) == labels).astype(float)
-    cb = ((b >= 0.5).astype(int) == labels).astype(float)
-    diff = cb - ca
-    rng = np.random.default_rng(seed)
-    boots = np.array([diff[rng.integers(0, len(diff), len(diff))].mean()
-                      for _ in range(samples)])
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"difference": float(diff.mean()), "low": float(lo), "high": float(hi)}
 
 
 def run_arm(arm: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -161,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_arm(arm, args))
         first, last = results[0], results[-1]
         if len(results) > 1 and "_labels" in first and "_labels" in last:
-            last["paired_vs_first"] = paired_difference(
+            last["paired_vs_first"] = paired_accuracy_difference(
                 first["_labels"], first["_probabilities"], last["_probabilities"])
         meta["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         write_json(args.json_path, {"meta": meta, "arms": [public(r) for r in results]})

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from imdb_sentiment.metrics.intervals import paired_accuracy_difference
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -54,21 +56,6 @@ def machine() -> str:
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     return (f"CPU ({os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads, "
             f"{platform.processor() or platform.machine()}), torch {torch.__version__}")
-
-
-def paired_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray, samples: int = 2000,
-                      seed: int = 0) -> dict[str, float]:
-    """Accuracy of ``b`` minus ``a`` on the same reviews, with a paired bootstrap 95% interval."""
-    ca = ((a >= 0.5).astype(int) == labels).astype(float)
-    cb = ((b >= 0.5).astype(int) == labels).astype(float)
-    diff = cb - ca
-    rng = np.random.default_rng(seed)
-    n = len(diff)
-    boots = np.array([diff[rng.integers(0, n, n)].mean() for _ in range(samples)])
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"difference": float(diff.mean()), "low": float(lo), "high": float(hi),
-            "only_b_right": int(((cb == 1) & (ca == 0)).sum()),
-            "only_a_right": int(((ca == 1) & (cb == 0)).sum())}
 
 
 def run_arm(arm: dict[str, Any], args: argparse.Namespace, val_file: Path,
@@ -234,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     labels = np.asarray(results[0]["labels"])
     for r in results[1:]:
-        r["paired_vs_first"] = paired_difference(labels, np.asarray(results[0]["positive"]),
-                                                 np.asarray(r["positive"]))
+        r["paired_vs_first"] = paired_accuracy_difference(
+            labels, np.asarray(results[0]["positive"]), np.asarray(r["positive"]))
     manifest = data_mod.load_manifest(args.data)
     meta = {
         "title": args.title or (f"{args.model}, " + " vs ".join(a["name"] for a in arms)),

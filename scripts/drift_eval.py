@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import re
 import time
@@ -28,22 +27,13 @@ import numpy as np
 import pandas as pd
 
 from imdb_sentiment.atomic import write_json
+from imdb_sentiment.hardware import cpu_name
 from imdb_sentiment.inference.predictor import Predictor
 from imdb_sentiment.modeling.tokenization import whole_token_ids
 from imdb_sentiment.monitoring.drift import compare
 from imdb_sentiment.monitoring.profile import TextProfile, profile_texts
 from imdb_sentiment.monitoring.reference import build_reference, load_reference
 from imdb_sentiment.runs import run_data_dir
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def first_sentence(text: str) -> str:
@@ -125,7 +115,8 @@ def main() -> None:
         "command": f"python scripts/drift_eval.py --run {args.run} --batch-sizes "
                    f"{' '.join(map(str, args.batch_sizes))} --draws {args.draws}",
         "run": str(args.run), "reference_reviews": reference.payload["n_reviews"],
-        "held_out_pool": len(held), "alpha": args.alpha, "machine": cpu_name(),
+        "held_out_pool": len(held), "alpha": args.alpha,
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores",
         "seconds": round(time.perf_counter() - start, 1),
         "results": results})
 

@@ -110,3 +110,11 @@ def test_auto_on_an_amx_cpu_trains_with_bf16_autocast(cpu_only: pytest.MonkeyPat
     cpu_only.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     args = training_arguments(cfg, tmp_path / "run", "none", train_rows=100)
     assert (args.bf16, args.fp16) == (False, False)
+
+
+def test_cpu_name_reads_the_model_name(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Example CPU @ 2.00GHz\nflags\t\t: sse avx2\n")
+    assert hardware.cpu_name(info) == "Example CPU @ 2.00GHz"
+    assert cpu_flags(info) == frozenset({"sse", "avx2"})
+    assert hardware.cpu_name(tmp_path / "missing")  # falls back to the platform's name

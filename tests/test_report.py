@@ -267,3 +267,15 @@ def test_report_logs_table_and_plots_to_an_active_wandb_run(
     assert "eval/misclassified" in run.logged and "eval/slices" in run.logged
     assert "eval/plots/reliability" in run.logged
     assert run.summary["eval/accuracy_low"] <= run.summary["eval/accuracy"]
+
+
+def test_paired_accuracy_difference_counts_the_reviews_each_model_alone_gets_right() -> None:
+    labels = np.array([1, 1, 0, 0, 1, 0, 1, 0])
+    a = np.array([0.9, 0.2, 0.1, 0.3, 0.8, 0.7, 0.6, 0.4])  # wrong on reviews 1 and 5
+    b = np.array([0.9, 0.7, 0.1, 0.6, 0.8, 0.2, 0.6, 0.4])  # wrong on review 3
+    d = intervals.paired_accuracy_difference(labels, a, b, samples=500, seed=1)
+    assert d["difference"] == pytest.approx(1 / 8)
+    assert (d["only_b_right"], d["only_a_right"]) == (2, 1)
+    assert d["low"] <= d["difference"] <= d["high"]
+    same = intervals.paired_accuracy_difference(labels, a, a, samples=50)
+    assert same["difference"] == same["low"] == same["high"] == 0.0
