@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +31,26 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_IMDB = Path(os.environ.get("IMDB_DATA_DIR", REPO_ROOT.parent / "shared" / "imdb"))
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for a CLI subprocess: one thread, and none of the distributed variables an
+    outer launcher may have set (the command must decide on its processes itself)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    for var in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
+        env.pop(var, None)
+    return env
+
+
+def wait_for_checkpoint(proc: subprocess.Popen[str], run: Path, seconds: float) -> None:
+    """Block until ``run`` holds a complete checkpoint, failing if ``proc`` ends first."""
+    from imdb_sentiment.runs.checkpoints import newest_complete_checkpoint
+
+    deadline = time.monotonic() + seconds
+    while newest_complete_checkpoint(run)[0] is None:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"no checkpoint within {seconds:.0f} s"
+        time.sleep(0.1)
 
 
 def synthetic_review(label: int, rng: random.Random, length: int | None = None) -> str:

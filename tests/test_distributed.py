@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import cli_env, wait_for_checkpoint
 
 from imdb_sentiment.training.distributed import (
     already_distributed,
@@ -20,9 +19,7 @@ from imdb_sentiment.training.distributed import (
 
 
 def test_two_processes_both_train(tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for var in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
-        env.pop(var, None)
+    env = cli_env()
     proc = subprocess.run(
         [sys.executable, "-m", "imdb_sentiment", "train", "--model", str(tiny_model),
          "--data", str(prepared_data), "--output-dir", str(tmp_path), "--run-name", "ddp",
@@ -77,9 +74,7 @@ def test_sigterm_to_the_launcher_of_an_overwrite_and_resume_in_two_processes(
     from imdb_sentiment.runs import read_status, staging_dir, write_status
     from imdb_sentiment.runs.checkpoints import checkpoint_step, newest_complete_checkpoint
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    for var in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
-        env.pop(var, None)
+    env = cli_env()
     old = tmp_path / "ddp"
     (old / "model").mkdir(parents=True)
     (old / "model" / "model.safetensors").write_bytes(b"the old model")
@@ -95,11 +90,7 @@ def test_sigterm_to_the_launcher_of_an_overwrite_and_resume_in_two_processes(
                             stderr=subprocess.PIPE, text=True, env=env)
     staged = staging_dir(old)
     try:
-        deadline = time.monotonic() + 240
-        while newest_complete_checkpoint(staged)[0] is None:
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no checkpoint within 4 minutes"
-            time.sleep(0.1)
+        wait_for_checkpoint(proc, staged, 240)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=120)
     finally:

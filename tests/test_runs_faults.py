@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import tiny_train_overrides
+from conftest import cli_env, tiny_train_overrides, wait_for_checkpoint
 from typer.testing import CliRunner
 
 from imdb_sentiment.cli.app import app
@@ -202,9 +201,7 @@ def test_failed_overwrite_keeps_the_old_run(tiny_model: Path, prepared_data: Pat
 def test_sigterm_stops_training_cleanly_and_it_resumes(tiny_model: Path, prepared_data: Path,
                                                        tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    for var in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
-        env.pop(var, None)
+    env = cli_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "imdb_sentiment", "train", "--model", str(tiny_model),
          "--data", str(prepared_data), "--output-dir", str(runs), "--run-name", "sig",
@@ -214,11 +211,7 @@ def test_sigterm_stops_training_cleanly_and_it_resumes(tiny_model: Path, prepare
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     run = runs / "sig"
     try:
-        deadline = time.monotonic() + 180
-        while newest_complete_checkpoint(run)[0] is None:
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no checkpoint within 3 minutes"
-            time.sleep(0.1)
+        wait_for_checkpoint(proc, run, 180)
         running = read_status(run)
         assert running["state"] == "running" and running["pid"] == proc.pid
         proc.send_signal(signal.SIGTERM)
