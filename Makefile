@@ -6,6 +6,8 @@
 #                    import-linter layer contract, hadolint, file hygiene
 #   make docs        build the documentation site into site/ (mkdocs --strict)
 #   make demo        download IMDB, fine-tune MiniLM on 2000 reviews, evaluate, predict
+#   make container   build the Docker image with podman (no registry needed), train and serve a
+#                    tiny run in it, check /predict (root; needs podman, runc and debootstrap)
 #
 # torch is installed before the package so that pip keeps the build you chose instead of
 # pulling the default (multi-GB CUDA) wheel. Override TORCH_SPEC for other hardware; it is
@@ -48,7 +50,7 @@ TEST_ENV := \
 COVERAGE_PTH := import os; os.environ.get("COVERAGE_PROCESS_START") and __import__("coverage").process_startup()
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint docs demo clean
+.PHONY: help install test lint docs demo container clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
@@ -92,6 +94,11 @@ demo: install ## download IMDB, fine-tune MiniLM on DEMO_SAMPLES reviews, evalua
 	$(CLI) eval runs/$(DEMO_RUN) --split validation
 	$(CLI) predict "A wonderful, moving film with a brilliant cast." \
 		"Two hours of my life I will never get back."
+
+# The base image is Debian bookworm made with debootstrap; the build uses this machine's pip
+# settings and wheel folders (docs/SERVING.md, "Without an image registry").
+container: install ## build the image (podman), train and serve a tiny run in it, check /predict
+	scripts/container_smoke.sh
 
 clean: ## remove build artefacts and caches (keeps .venv, data/ and runs/)
 	rm -rf build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache htmlcov \

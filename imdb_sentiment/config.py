@@ -48,6 +48,9 @@ class DataConfig:
     max_eval_samples: int | None = None
     # Reuse tokenized reviews from <dir>/.cache/tokens when reviews, tokenizer and cut match.
     token_cache: bool = True
+    # A labelled table (e.g. from `imdb-sentiment pseudo-label`) whose rows join the training
+    # split only, after dropping validation/test, training and repeated texts.
+    extra_train: str | None = None
 
 
 @dataclass
@@ -190,6 +193,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.name": ((lambda v: bool(v)), "must not be empty"),
     "data.max_train_samples": _OPTIONAL_AT_LEAST_1,
     "data.max_eval_samples": _OPTIONAL_AT_LEAST_1,
+    "data.extra_train": ((lambda v: v is None or bool(v.strip())), "must not be empty"),
     "run.report_to": _one_of(REPORT_TO),
     "run.name": ((lambda v: v is None or (bool(v) and "/" not in v and not v.startswith("."))),
                  "must be a plain folder name"),
@@ -299,7 +303,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid YAML ({first})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of sections at the top level")
-    return flatten(raw, str(p))
+    # A DVC params.yaml's download, adapt and eval sections feed those verbs' flags (dvc.yaml).
+    return flatten({k: v for k, v in raw.items() if k not in ("download", "adapt", "eval")}, str(p))
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:

@@ -9,6 +9,10 @@ instruction sets PyTorch uses, without importing torch:
   Xeon with torch 2.13, a bf16-autocast MLP step was 11x slower than fp32 under ``AVX2`` and 2x
   slower under ``AVX512_CORE`` (docs/TRAINING_SPEED.md). oneDNN reads the value without regard to
   case and ignores a name it does not know.
+- ``FBGEMM_ENABLE_INSTRUCTIONS`` (``AVX2``, ``AVX512``, ``AVX512_E1`` = VNNI) caps FBGEMM, which
+  runs PyTorch's dynamic int8 Linear layers; ``MKL_ENABLE_INSTRUCTIONS`` caps MKL's fp32 GEMMs.
+  Neither changes what bf16 needs, but an AVX2-only CPU is emulated on a newer one only when all
+  four caps are set (docs/INFERENCE.md). ONNX Runtime's MLAS reads none of them.
 - ``ATEN_CPU_CAPABILITY`` caps PyTorch's own vectorised kernels (``default``, ``avx2``,
   ``avx512``; lower case only, anything else is ignored with a warning, as
   ``torch.backends.cpu.get_cpu_capability()`` shows). A user who pins it below ``avx512`` asked
@@ -98,3 +102,30 @@ def cpu_bf16_unit(env: Mapping[str, str] | None = None,
 def cpu_has_native_bf16(env: Mapping[str, str] | None = None, cpuinfo: Path = CPUINFO) -> bool:
     """True when PyTorch computes bf16 natively here (Intel AMX or AVX512-BF16, not capped)."""
     return cpu_bf16_unit(env, cpuinfo) is not None
+
+
+_FBGEMM_VNNI = ("AVX512_E1", "AVX512_E1_256")
+
+
+def int8_kernel(env: Mapping[str, str] | None = None, cpuinfo: Path = CPUINFO) -> str | None:
+    """Which FBGEMM kernels run PyTorch's int8 Linear layers here: ``avx512_vnni``, ``avx512``,
+    ``avx2`` or None (no AVX2: FBGEMM's slow reference code).
+
+    FBGEMM has no AMX kernels. The kernels do not round alike (docs/INFERENCE.md), so an int8
+    plan records the kernel it was checked on.
+    """
+    env = os.environ if env is None else env
+    flags = cpu_flags(cpuinfo)
+    if "avx2" not in flags:
+        return None
+    cap = env.get("FBGEMM_ENABLE_INSTRUCTIONS", "").strip().upper()
+    if cap == "AVX2" or "avx512f" not in flags:
+        return "avx2"
+    if "avx512_vnni" in flags and (not cap or cap in _FBGEMM_VNNI):
+        return "avx512_vnni"
+    return "avx512"
+
+
+def cpu_has_fast_int8(env: Mapping[str, str] | None = None, cpuinfo: Path = CPUINFO) -> bool:
+    """True when PyTorch's dynamic int8 Linear layers have vectorised kernels here (AVX2 or up)."""
+    return int8_kernel(env, cpuinfo) is not None

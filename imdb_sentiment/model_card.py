@@ -138,7 +138,7 @@ def model_card(model_dir: Path, run_dir: Path | None = None) -> str:
     meta = _metadata(name, settings, base, manifest, results)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     body = [*_intro(name, settings, base), *_training_data(config, manifest),
-            *_results_table(results), *_use_and_limitations()]
+            *_results_table(results), *_drift_reference(run_dir), *_use_and_limitations()]
     return "---\n" + front + "---\n\n" + "\n".join(body)
 
 
@@ -204,6 +204,26 @@ def _results_table(results: list[dict[str, Any]]) -> list[str]:
                      f"{_cell(m, 'f1')} | {_cell(m, 'roc_auc')} | "
                      f"{f'{ece:.4f}' if _measured(ece) else 'n/a'} |")
     return lines
+
+
+# Written by monitoring.reference (a layer above, so the name is spelled out here).
+DRIFT_REFERENCE = Path("reference") / "reference.json"
+
+
+def _drift_reference(run_dir: Path | None) -> list[str]:
+    """Where the run's drift reference is, what it holds, and how to test new texts with it."""
+    ref = _read_json(run_dir / DRIFT_REFERENCE) if run_dir is not None else {}
+    if not ref:
+        return []
+    embeddings = ref.get("embeddings") or {}
+    return ["", "## Drift reference", "",
+            f"`{DRIFT_REFERENCE.as_posix()}` (schema {ref.get('schema_version')}, built "
+            f"{ref.get('created_at', '?')}) profiles {ref.get('n_reviews', 0):,} validation "
+            "reviews as this model reads them: token lengths, truncated share, unknown-token "
+            "rate, the 500 most frequent tokens, predicted positive rate and confidence, and "
+            f"{embeddings.get('rows', 0):,} mean-pooled embeddings "
+            f"(`reference/{embeddings.get('file', 'embeddings.npy')}`). "
+            "`imdb-sentiment drift <run> --file new.csv` tests a batch of new texts against it."]
 
 
 def _use_and_limitations() -> list[str]:

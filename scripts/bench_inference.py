@@ -10,8 +10,15 @@ max |Δp| with the Predictor in float32.
         --run runs/minilm-2k --n 1000 --max-length 128 \\
         --out bench.json --markdown bench.md
 
-The ONNX arms need `imdb-sentiment export RUN --format onnx --quantize int8` first; they are
-skipped (and say so) when the files are missing.
+The ONNX arms need `imdb-sentiment export RUN --format onnx --quantize int8` first, the
+torch-int8 arm `imdb-sentiment export RUN --format torch-int8`; they are skipped (and say so)
+when the files are missing. `torch-auto` is what `predict` does by default on this CPU.
+
+To emulate an AVX2-only CPU on a newer one, cap every library that dispatches on its own (the
+report records the caps; ONNX Runtime has no such variable and keeps the host's kernels):
+
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
+    FBGEMM_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python scripts/bench_inference.py ...
 """
 
 from __future__ import annotations
@@ -31,12 +38,17 @@ import numpy as np
 
 from imdb_sentiment.hardware import cpu_name
 
-ARMS = ("pipeline", "pipeline-b32", "torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
+ARMS = ("pipeline", "pipeline-b32", "torch-auto", "torch-fp32", "torch-bf16", "torch-int8",
+        "onnx-fp32", "onnx-int8")
+CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
+                 "MKL_ENABLE_INSTRUCTIONS", "FBGEMM_ENABLE_INSTRUCTIONS")
 LABELS = {
     "pipeline": "transformers pipeline (default batch size)",
     "pipeline-b32": "transformers pipeline, batch 32",
+    "torch-auto": "Predictor, default (precision auto)",
     "torch-fp32": "Predictor, PyTorch fp32 (length-sorted batches)",
     "torch-bf16": "Predictor, PyTorch bf16",
+    "torch-int8": "Predictor, PyTorch dynamic int8 (parity-gated plan)",
     "onnx-fp32": "Predictor, ONNX Runtime fp32",
     "onnx-int8": "Predictor, ONNX Runtime int8 (dynamic)",
 }
@@ -71,11 +83,11 @@ def run_predictor(run: Path, texts: list[str], max_length: int, arm: str,
     from imdb_sentiment.inference.predictor import Predictor
 
     backend = {"onnx-fp32": "onnx", "onnx-int8": "onnx-int8"}.get(arm, "torch")
-    precision = "bf16" if arm == "torch-bf16" else "fp32"
     kwargs: dict[str, Any] = {"batch_size": batch_size}
     if backend == "torch":
-        kwargs["precision"] = precision
+        kwargs["precision"] = arm.removeprefix("torch-")
     p = Predictor.from_path(run, backend=backend, **kwargs)
+    print(f"precision {p.precision}", file=sys.stderr)
     p.settings.max_length = max_length
     # Temperature is a monotone rescaling; compare raw probabilities like the pipeline does.
     p.settings.temperature = 1.0
@@ -121,7 +133,8 @@ def markdown(report: dict[str, Any]) -> str:
     base = next((r for r in rows if r["arm"] == "pipeline" and "error" not in r), None)
     lines = [
         f"{report['n']:,} IMDB validation reviews, max length {report['max_length']} tokens, "
-        f"{report['cpu']} ({report['cores']} cores, native bf16: {report['native_bf16']}), "
+        f"{report['cpu']} ({report['cores']} cores, native bf16: {report['native_bf16']}, "
+        f"int8 kernel: {report['int8_kernel']}, emulation: {report['emulation'] or 'none'}), "
         f"torch {report['torch']}, onnxruntime {report['onnxruntime']}.",
         "",
         "| arm | reviews/s | vs pipeline | peak RSS (MB) | accuracy | Δ acc (pts) "
@@ -136,7 +149,8 @@ def markdown(report: dict[str, Any]) -> str:
         dacc = f"{100 * (r['accuracy'] - base['accuracy']):+.1f}" if base else "-"
         agree = "-" if r.get("agreement") is None else f"{r['agreement']:.2%}"
         dp = "-" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.4f}"
-        lines.append(f"| {LABELS[r['arm']]} | {r['reviews_per_s']:.1f} | {speed} | "
+        label = LABELS[r["arm"]] + (f" [{r['precision']}]" if r.get("precision") else "")
+        lines.append(f"| {label} | {r['reviews_per_s']:.1f} | {speed} | "
                      f"{r['peak_rss_mb']:.0f} | {r['accuracy']:.4f} | {dacc} | {agree} | {dp} |")
     return "\n".join(lines) + "\n"
 
@@ -163,6 +177,7 @@ def main() -> None:
     import onnxruntime
     import torch
 
+    from imdb_sentiment.hardware import int8_kernel
     from imdb_sentiment.inference.backends import cpu_has_native_bf16
     from imdb_sentiment.text import predicted_labels
 
@@ -188,6 +203,7 @@ def main() -> None:
                 continue
             raw = json.loads(out.read_text())
             probs = np.asarray(raw["probs"])
+            ran = [x for x in proc.stderr.splitlines() if x.startswith("precision ")]
             results[arm] = {
                 "arm": arm, "seconds": raw["seconds"],
                 "reviews_per_s": len(frame) / raw["seconds"],
@@ -195,6 +211,8 @@ def main() -> None:
                 "accuracy": float(np.mean(predicted_labels(probs) == labels)),
                 "probs": probs,
             }
+            if ran:
+                results[arm]["precision"] = ran[-1].split()[1]
             print(f"[{arm}] {results[arm]['reviews_per_s']:.1f} reviews/s, accuracy "
                   f"{results[arm]['accuracy']:.4f}", file=sys.stderr, flush=True)
     ref = results.get("torch-fp32", {}).get("probs")
@@ -211,7 +229,10 @@ def main() -> None:
     report = {
         "n": len(frame), "max_length": args.max_length, "split": args.split, "run": str(run),
         "batch_size": args.batch_size, "cpu": cpu_name(), "cores": os.cpu_count(),
-        "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__,
+        "native_bf16": cpu_has_native_bf16(), "int8_kernel": int8_kernel(),
+        "emulation": " ".join(f"{k}={os.environ[k]}" for k in CAP_VARIABLES if k in os.environ),
+        "onnxruntime_note": "ONNX Runtime (MLAS) dispatches on cpuid and reads none of the caps",
+        "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__, "arms": rows,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

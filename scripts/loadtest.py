@@ -134,10 +134,11 @@ def start_server(run: str, port: int, batching: bool, window_ms: float,
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    serving = f" `serve {meta['serve_args']}`," if meta.get("serve_args") else ""
     lines = [
         f"{meta['reviews']} distinct reviews ({meta['source']}), {meta['duration']:.0f} s per "
-        f"level, one review per request, client and server on the same {meta['cores']}-core "
-        f"machine over loopback.",
+        f"level, one review per request,{serving} client and server on the same "
+        f"{meta['cores']}-core machine ({meta.get('cpu', 'CPU not recorded')}) over loopback.",
         "",
         "| server-side batching | clients | requests/s | p50 ms | p99 ms | mean reviews per "
         "model call | errors |",
@@ -165,6 +166,8 @@ def main() -> None:
     parser.add_argument("--api-key", default=os.environ.get("IMDB_SENTIMENT_API_KEY"))
     parser.add_argument("--out", default="loadtest.json")
     parser.add_argument("--markdown")
+    parser.add_argument("--label", default="", help="What this measurement is, kept in --out "
+                        "(e.g. the backend and machine).")
     args = parser.parse_args()
 
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -199,8 +202,11 @@ def main() -> None:
             row["batching"] = "?"
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
+    from imdb_sentiment.hardware import cpu_name
+
     meta = {"reviews": len(set(reviews)), "source": args.data or "built-in examples",
-            "duration": args.duration, "cores": os.cpu_count()}
+            "duration": args.duration, "cores": os.cpu_count(), "cpu": cpu_name(),
+            "serve_args": args.serve_args, "label": args.label}
     Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     table = markdown(rows, meta)
     if args.markdown:

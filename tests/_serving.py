@@ -52,3 +52,16 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def run_with_reference(trained_run: Any, dest: Any) -> Any:
+    """A copy of ``trained_run`` at ``dest`` with a drift reference (the shared run stays as
+    it is); the reference is built only when training did not write one."""
+    import shutil
+
+    from imdb_sentiment.monitoring.reference import REFERENCE_DIR, REFERENCE_FILE, build_reference
+
+    shutil.copytree(trained_run, dest)
+    if not (dest / REFERENCE_DIR / REFERENCE_FILE).is_file():
+        build_reference(dest, limit=200)
+    return dest

@@ -109,7 +109,9 @@ def test_download_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fake_training(calls: Calls, tmp_path: Path) -> Any:
-    def train(cfg: Any, *, resume: bool = False, log: Any = print) -> TrainResult:
+    def train(cfg: Any, *, resume: bool = False, log: Any = print,
+              callbacks: list[Any] | None = None) -> TrainResult:
+        assert not callbacks, "no profiler callback without --profile"
         calls.record(cfg, resume=resume)
         log("training (fake)")
         metrics = {"accuracy": 0.91, "f1": 0.9, "roc_auc": 0.95, "log_loss": 0.3, "n": 200,

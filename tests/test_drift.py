@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -124,3 +125,62 @@ def test_window_is_bounded_and_reports_off_the_request_path(drift_run: Path) -> 
     assert gauges["drifted"] == 1.0 and gauges["token_length.drifted"] == 1.0
     window.start()
     window.stop()
+
+
+@pytest.mark.parametrize(("damage", "code", "needle"), [
+    ("missing file", 3, "no such file"),
+    ("damaged reference", 5, "is damaged; rebuild it"),
+    ("old schema", 5, "rebuild it with --build-reference"),
+    ("not a run", 5, "not a run directory"),
+    ("tiny reference size", 2, "--reference-size"),
+])
+def test_bad_run_or_reference_is_one_line_and_not_exit_1(
+        drift_run: Path, tmp_path: Path, damage: str, code: int, needle: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(drift_run, run)
+    batch = _write_texts(tmp_path / "b.txt", ["a fine film"] * 40)
+    args = ["drift", str(run), "--file", str(batch), "--output", str(tmp_path / "out")]
+    reference = run / "reference" / "reference.json"
+    if damage == "missing file":
+        args[3] = str(tmp_path / "nowhere.txt")
+    elif damage == "damaged reference":
+        reference.write_text("{not json", encoding="utf-8")
+    elif damage == "old schema":
+        reference.write_text(json.dumps({**json.loads(reference.read_text()),
+                                         "schema_version": 0}), encoding="utf-8")
+    elif damage == "not a run":
+        args[1] = str(tmp_path)
+    else:
+        args += ["--reference-size", "10"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == code, result.output
+    assert needle in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def _drift_eval() -> object:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "drift_eval.py"
+    spec = importlib.util.spec_from_file_location("drift_eval", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_other_domain_text_is_read_from_a_dpkg_status_file_or_the_users_file(
+        tmp_path: Path) -> None:
+    script: Any = _drift_eval()
+    status = tmp_path / "status"
+    status.write_text(
+        "Package: a\nStatus: install ok installed\nDescription: first tool\n"
+        " It does one thing.\n .\n And another.\nHomepage: x\n\n"
+        "Package: b\nDescription: second tool\n\n"
+        "Package: c\nDescription: first tool\n It does one thing.\n .\n And another.\n",
+        encoding="utf-8")
+    assert script.package_descriptions(status) == [
+        "first tool. It does one thing. And another.", "second tool."]
+    own = _write_texts(tmp_path / "own.txt", ["a recipe for bread", "a weather report"])
+    texts, source = script.other_domain_texts(own, "text")
+    assert texts == ["a recipe for bread", "a weather report"] and source == str(own)

@@ -102,7 +102,7 @@ def test_export_argument_errors(trained_run: Path) -> None:
     runner = CliRunner()
     bad_format = runner.invoke(app, ["export", str(trained_run), "--format", "tflite"])
     assert bad_format.exit_code == ConfigError.exit_code
-    assert "--format must be onnx, got 'tflite'" in bad_format.output
+    assert "--format must be onnx or torch-int8, got 'tflite'" in bad_format.output
     with pytest.raises(ConfigError, match="--quantize"):
         export_onnx(trained_run, ExportOptions(quantize="int4"))
     missing = runner.invoke(app, ["export", str(trained_run / "nope")])
@@ -134,7 +134,7 @@ def test_export_options_reject_bad_values_as_config_errors() -> None:
     with pytest.raises(ConfigError, match="--max-samples must be at least 1"):
         ExportOptions(max_samples=0)
     assert check_format("onnx") == "onnx"
-    assert export_mod.FORMATS == ("onnx",)
+    assert export_mod.FORMATS == ("onnx", "torch-int8")
     with pytest.raises(ConfigError, match="--format must be onnx"):
         check_format("tflite")
 
@@ -144,7 +144,10 @@ def test_parity_compares_labels_at_the_shared_decision_threshold() -> None:
     reference = np.array([[1 - at, at], [0.9, 0.1], [0.2, 0.8]])
     candidate = np.array([[0.5001, 0.4999], [0.9, 0.1], [0.25, 0.75]])
     r = compare(reference, candidate, np.array([1, 0, 1]), variant="onnx", file="model.onnx",
-                min_agreement=0.5)
+                min_agreement=0.5, max_accuracy_drop=1.0)
     assert r.agreement == pytest.approx(2 / 3) and r.passed
+    # The default gate also refuses the 33 points of accuracy lost.
+    assert not compare(reference, candidate, np.array([1, 0, 1]), variant="onnx",
+                       file="model.onnx", min_agreement=0.5).passed
     assert r.torch_accuracy == 1.0 and r.accuracy == pytest.approx(2 / 3)
     assert r.max_abs_diff == pytest.approx(0.05)

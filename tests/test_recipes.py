@@ -195,7 +195,8 @@ def test_sources_are_saved_and_survive_a_reload(tmp_path: Path) -> None:
 
 
 def fake_train(seen: list[Config], tmp_path: Path) -> Any:
-    def train(cfg: Config, *, resume: bool = False, log: Any = print) -> TrainResult:
+    def train(cfg: Config, *, resume: bool = False, log: Any = print,
+              callbacks: list[Any] | None = None) -> TrainResult:
         seen.append(cfg)
         return TrainResult(run_dir=tmp_path / "runs" / str(cfg.run.name),
                            metrics={"accuracy": 0.9, "f1": 0.9, "roc_auc": 0.9, "log_loss": 0.3,

@@ -320,7 +320,8 @@ def test_train_writes_into_the_runs_folder_the_environment_names(
 
     seen: list[Any] = []
 
-    def fake(cfg: Any, *, resume: bool = False, log: Any = print) -> TrainResult:
+    def fake(cfg: Any, *, resume: bool = False, log: Any = print,
+             callbacks: list[Any] | None = None) -> TrainResult:
         seen.append(cfg)
         return TrainResult(Path(cfg.run.output_dir) / "r", {
             **dict.fromkeys(("accuracy", "f1", "roc_auc", "log_loss"), 1.0), "n": 1}, 1)

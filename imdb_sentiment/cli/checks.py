@@ -31,3 +31,8 @@ def seed(flag: str, value: int) -> None:
     """``flag`` must be a seed numpy and scikit-learn accept."""
     if not 0 <= value <= MAX_SEED:
         raise ConfigError(f"{flag} must be between 0 and {MAX_SEED}, got {value}")
+
+
+PRECISION_HELP = ("torch backend: auto (bf16 where the CPU computes it natively, else a passed "
+                  "int8 plan measured faster, else fp32), fp32, bf16, or int8 (needs "
+                  "`export --format torch-int8`).")

@@ -67,6 +67,30 @@ def drift(
         raise typer.Exit(1)
 
 
+def reference_after_training(run_dir: Path) -> None:
+    """Build the reference of a run ``train`` has just finished; a failure only warns.
+
+    The model is saved by then: nothing here may cost it, so every error becomes one line
+    saying how to build the reference later.
+    """
+    import time
+
+    from imdb_sentiment.monitoring.reference import TRAIN_REFERENCE_SIZE, build_reference
+
+    start = time.perf_counter()
+    try:
+        folder = build_reference(run_dir, limit=TRAIN_REFERENCE_SIZE)
+    except Exception as exc:  # any failure: the trained model must stay
+        from imdb_sentiment.data.files import one_line
+
+        render.say(f"warning: the model is saved, but its drift reference was not built "
+                   f"({one_line(exc)}); build it with "
+                   f"`imdb-sentiment drift {run_dir} --build-reference`")
+        return
+    render.say(f"wrote the drift reference to {folder} ({time.perf_counter() - start:.1f} s; "
+               "--no-reference skips it)")
+
+
 def _show(report: dict[str, Any], out: Path, as_json: bool) -> None:
     """The report as JSON on stdout, or one line per signal on stderr."""
     if as_json:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from imdb_sentiment.cli import checks, render
+from imdb_sentiment.cli.checks import PRECISION_HELP
 from imdb_sentiment.errors import ConfigError, DataError, RunError
+
+if TYPE_CHECKING:
+    from imdb_sentiment.inference.predictor import Predictor
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
@@ -37,18 +44,23 @@ def predict(
     backend: Annotated[str, typer.Option(
         help="torch, onnx or onnx-int8 (the files `imdb-sentiment export` wrote).")] = "torch",
     precision: Annotated[str, typer.Option(
-        help="torch backend: auto (bf16 on CPUs with native bf16), fp32 or bf16.")] = "auto",
+        help=PRECISION_HELP)] = "auto",
     runs_dir: Annotated[Path | None, typer.Option(
         help="Runs folder whose LATEST run is used when no run is named "
              "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs].")] = None,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Record tokenizing and the first model batches with torch.profiler "
+                          "and print the top operators (see docs/PROFILING.md).")] = False,
+    profile_dir: Annotated[Path | None, typer.Option(
+        help="Folder for --profile's trace.json and top_ops.json/.txt "
+             "[default: profiles/predict-<time>].")] = None,
+    profile_steps: Annotated[int | None, typer.Option(
+        help="Model batches --profile records [default: 5].")] = None,
 ) -> None:
     """Label and (calibrated) probability for each review."""
+    from imdb_sentiment.cli import profiling
     from imdb_sentiment.inference.backends import check_backend, check_precision
-    from imdb_sentiment.inference.predictor import (
-        Predictor,
-        apply_uncertain_band,
-        parse_uncertain_band,
-    )
+    from imdb_sentiment.inference.predictor import Predictor, parse_uncertain_band
     from imdb_sentiment.modeling.tokenization import check_mode
     from imdb_sentiment.runs import resolve_run
 
@@ -58,33 +70,82 @@ def predict(
     band = parse_uncertain_band(uncertain_band) if uncertain_band is not None else None
     if output is not None:
         check_output(output, overwrite)
-    reviews = gather_texts(texts, file, text_column)
+    profiled = profiling.check_steps(profile, profile_steps)
+    profile_folder = profiling.predict_folder(profile_dir) if profiled else None
+    # Every input check runs before the model loads; the reviews are then read again, a chunk
+    # at a time, so a file of any length is predicted in bounded memory.
+    reviews = gather_reviews(texts, file, text_column)
     predictor = Predictor.from_path(resolve_run(model, runs_dir), batch_size=batch_size,
                                     long_reviews=long_reviews, backend=backend,
                                     precision=precision)
-    rows = [p.to_dict() for p in apply_uncertain_band(predictor.predict(reviews), band)]
-    if output is not None:
-        write_predictions(output, reviews, rows)
-        render.say(f"wrote {len(rows):,} predictions to {output}")
+    with profiling.predicting(predictor, profile_folder, profiled):
+        deliver(predicted_chunks(predictor, reviews.chunks(), band), output,
+                overwrite=overwrite, as_json=as_json)
+
+
+def deliver(results: Iterable[tuple[list[str], list[dict[str, Any]]]], output: Path | None,
+            *, overwrite: bool, as_json: bool) -> None:
+    """Print each chunk's predictions as it comes, or write them all to ``output``."""
+    if output is None:
+        for chunk, rows in results:
+            render.predictions(chunk, rows, as_json=as_json)
         return
-    render.predictions(reviews, rows, as_json=as_json)
+    written = write_predictions(output, results, overwrite=overwrite)
+    render.say(f"wrote {written:,} predictions to {output}")
 
 
-def gather_texts(texts: list[str] | None, file: Path | None, text_column: str) -> list[str]:
-    """The reviews of the arguments (``-`` reads stdin, one per line), then of ``--file``."""
-    from imdb_sentiment.data.files import read_texts_file
+@dataclass
+class Reviews:
+    """The reviews to predict: those given as arguments or on stdin (held; they are few), then
+    those of ``--file`` (read a chunk at a time, already checked whole)."""
 
-    out: list[str] = []
+    given: list[str]
+    file: Path | None = None
+    text_column: str = "text"
+    count: int = 0
+
+    def chunks(self, size: int | None = None) -> Iterator[list[str]]:
+        """Every review in order, at most ``size`` (default ``CHUNK_SIZE``) at a time."""
+        from imdb_sentiment.data.stream import CHUNK_SIZE, batched, iter_texts
+
+        size = size or CHUNK_SIZE
+        from_file = () if self.file is None else (
+            text for chunk in iter_texts(self.file, text_column=self.text_column, chunk_size=size)
+            for text in chunk)
+        # One stream, so the chunk where the given reviews end is filled from the file.
+        yield from batched(itertools.chain(self.given, from_file), size)
+
+
+def gather_reviews(texts: list[str] | None, file: Path | None, text_column: str) -> Reviews:
+    """The reviews of the arguments (``-`` reads stdin, one per line), then of ``--file``,
+    checked (empty input, an empty review, a bad file) without holding the file's reviews."""
+    from imdb_sentiment.data.stream import count_texts
+    from imdb_sentiment.inference.predictor import check_texts
+
+    given: list[str] = []
     for text in texts or []:
         if text == "-":
-            out.extend(_stdin_reviews())
+            given.extend(_stdin_reviews())
         else:
-            out.append(text)
+            given.append(text)
+    reviews = Reviews(given, file, text_column, len(given))
     if file is not None:
-        out.extend(read_texts_file(file, text_column=text_column))
-    if not out:
+        reviews.count += count_texts(file, text_column=text_column)
+    if not reviews.count:
         raise DataError('nothing to predict: give texts, --file PATH, or - for stdin')
-    return out
+    if given:
+        check_texts(given)  # "review N is empty", numbered as the reviews come
+    return reviews
+
+
+def predicted_chunks(predictor: Predictor, chunks: Iterable[list[str]],
+                     band: tuple[float, float] | None,
+                     ) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
+    """Each chunk of reviews with its prediction rows, as ``predict --json`` prints them."""
+    from imdb_sentiment.inference.predictor import apply_uncertain_band
+
+    for chunk in chunks:
+        yield chunk, [p.to_dict() for p in apply_uncertain_band(predictor.predict(chunk), band)]
 
 
 def _stdin_reviews() -> list[str]:
@@ -115,28 +176,32 @@ def check_output(path: Path, overwrite: bool) -> None:
     check_writable(path.parent, hint="choose another --output")
 
 
-def write_predictions(path: Path, texts: list[str], rows: list[dict[str, Any]]) -> None:
-    """Write texts and their predictions as csv, jsonl or parquet, in one rename (creating
-    missing folders)."""
+def write_predictions(path: Path, results: Iterable[tuple[list[str], list[dict[str, Any]]]],
+                      *, overwrite: bool = True) -> int:
+    """Append texts and their predictions to a csv, jsonl or parquet file chunk by chunk, moved
+    into place (creating missing folders) only once all are written; how many rows."""
     import pandas as pd
 
-    frame = pd.DataFrame([{"text": t, **r} for t, r in zip(texts, rows, strict=True)])
-    suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed over it: a full disk leaves the old file whole.
-    tmp = path.with_name(f".{path.name}.tmp")
+    from imdb_sentiment.data.stream import TableWriter
+    from imdb_sentiment.training.signals import (
+        Terminated,
+        TrainingInterrupted,
+        exit_code_for,
+        sigterm_interrupts,
+    )
+
     try:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        elif suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        tmp.replace(path)
-    except OSError as exc:
-        if exc.filename is not None or exc.errno is None:
+        # SIGTERM unwinds like Ctrl-C, so the file being written is deleted, not left half.
+        with sigterm_interrupts(), TableWriter(path, overwrite=overwrite) as writer:
+            for texts, rows in results:
+                writer.write(pd.DataFrame(
+                    [{"text": t, **r} for t, r in zip(texts, rows, strict=True)]))
+    except FileExistsError as exc:
+        if exc.filename != str(path):
             raise
-        # pandas' writers drop the path from the error; the one-line message needs it.
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise RunError(f"{path} appeared while predicting; pass --overwrite to replace it, "
+                       "or choose another --output") from None
+    except Terminated as exc:
+        raise TrainingInterrupted(f"predict stopped by SIGTERM; {path} was not written",
+                                  exit_code_for(exc)) from None
+    return writer.rows

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from imdb_sentiment.cli import checks, render
+from imdb_sentiment.cli.checks import PRECISION_HELP
 from imdb_sentiment.errors import ConfigError, MissingExtraError
+
+if TYPE_CHECKING:
+    from imdb_sentiment.serving.schemas import ServeOptions
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 """uvicorn's log levels (it compares them lower-cased)."""
@@ -18,7 +22,8 @@ MAX_PORT = 65_535
 def export(
     run: Annotated[Path | None, typer.Argument(
         help="Run directory or model folder [default: the latest run].")] = None,
-    format_: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    format_: Annotated[str, typer.Option(
+        "--format", help="onnx, or torch-int8 (PyTorch int8 plan for predict/serve).")] = "onnx",
     quantize: Annotated[str | None, typer.Option(
         help="Also write a dynamically quantized model: int8.")] = None,
     file: Annotated[Path | None, typer.Option(
@@ -40,7 +45,7 @@ def export(
     Writes <run>/model/onnx/model.onnx, model.int8.onnx and parity.json, only if each exported
     model gives the PyTorch model's label on at least --min-agreement of the parity reviews.
     """
-    from imdb_sentiment.export.onnx import ExportOptions, check_format, export_onnx
+    from imdb_sentiment.export.onnx import ExportOptions, check_format, export_model
     from imdb_sentiment.runs import resolve_run
 
     check_format(format_)
@@ -48,7 +53,7 @@ def export(
     options = ExportOptions(quantize=quantize, file=file, data_dir=data, text_column=text_column,
                             max_samples=max_samples, min_agreement=min_agreement,
                             optimize=optimize)
-    result = export_onnx(resolve_run(run, runs_dir), options, log=render.say)
+    result = export_model(resolve_run(run, runs_dir), format_, options, log=render.say)
     render.parity(result)
 
 
@@ -59,7 +64,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8.")] = "torch",
     precision: Annotated[str, typer.Option(
-        help="torch backend: auto (bf16 on CPUs with native bf16), fp32 or bf16.")] = "auto",
+        help=PRECISION_HELP)] = "auto",
     max_batch_size: Annotated[int, typer.Option(
         help="Most reviews merged into one model call.")] = 32,
     batch_window_ms: Annotated[float, typer.Option(
@@ -74,8 +79,14 @@ def serve(
     runs_dir: Annotated[Path | None, typer.Option(
         help="Runs folder whose LATEST run is used when no run is named "
              "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs].")] = None,
+    drift_window: Annotated[int, typer.Option(
+        help="Recent request texts tested for drift against the run's reference (GET /drift); "
+             "0 turns drift monitoring off.")] = 500,
+    drift_refresh: Annotated[float, typer.Option(
+        help="Seconds between two drift tests of the window (on a background thread).")] = 60.0,
 ) -> None:
-    """Serve the model over HTTP: POST /predict, /health, /ready, /metrics, a web page at /.
+    """Serve the model over HTTP: POST /predict, /health, /ready, /metrics, /drift, a web page
+    at /.
 
     Set IMDB_SENTIMENT_API_KEY to require that key (X-API-Key header or Bearer token) on
     /predict and /metrics. OpenAPI docs are at /docs.
@@ -86,6 +97,7 @@ def serve(
 
     check_precision(precision, check_backend(backend))
     _check_serve_flags(port, max_batch_size, batch_window_ms, max_texts, max_chars, log_level)
+    _check_drift_flags(drift_window, drift_refresh)
     run_path = resolve_run(run, runs_dir)
     model_dir = find_model_dir(run_path)  # fail here, in one line, not in the server's log
     if backend != "torch":
@@ -97,8 +109,10 @@ def serve(
         raise MissingExtraError("fastapi", "serve") from None
     options = ServeOptions(
         backend=backend, precision=precision, max_texts=max_texts, max_chars=max_chars,
-        max_batch_size=max_batch_size, batch_window_ms=batch_window_ms, batching=batching)
+        max_batch_size=max_batch_size, batch_window_ms=batch_window_ms, batching=batching,
+        drift_window=drift_window, drift_refresh_s=drift_refresh)
     render.say(f"serving {run_path} on http://{host}:{port} (docs at /docs)")
+    _say_drift(run_path, options)
     server.serve(run_path, host=host, port=port, options=options, log_level=log_level)
 
 
@@ -112,3 +126,25 @@ def _check_serve_flags(port: int, max_batch_size: int, batch_window_ms: float, m
     checks.at_least("--max-texts", max_texts)
     checks.at_least("--max-chars", max_chars)
     checks.at_least("--batch-window-ms", batch_window_ms, 0)
+
+
+def _check_drift_flags(drift_window: int, drift_refresh: float) -> None:
+    from imdb_sentiment.monitoring.drift import MIN_BATCH
+
+    if drift_window != 0 and drift_window < MIN_BATCH:
+        raise ConfigError(f"--drift-window must be 0 (off) or at least {MIN_BATCH} (the fewest "
+                          f"texts a drift test accepts), got {drift_window}")
+    if not drift_refresh > 0:
+        raise ConfigError(f"--drift-refresh must be more than 0 seconds, got {drift_refresh}")
+
+
+def _say_drift(run_path: Path, options: ServeOptions) -> None:
+    # The server warns by itself when the reference is missing; the good news is said here.
+    from imdb_sentiment.monitoring.reference import REFERENCE_DIR, REFERENCE_FILE
+    from imdb_sentiment.serving.drift import reference_run
+
+    run = reference_run(run_path)
+    if options.drift_window and (run / REFERENCE_DIR / REFERENCE_FILE).is_file():
+        render.say(f"drift monitoring: the last {options.drift_window} texts are tested against "
+                   f"{run / REFERENCE_DIR} every {options.drift_refresh_s:g} s "
+                   "(GET /drift, gauges on /metrics)")

@@ -44,6 +44,19 @@ ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Continue the run named by --run-name from its latest checkpoint.")]
 OverwriteOption = Annotated[bool, typer.Option(
     "--overwrite", help="Replace an existing run of the same name.")]
+ExtraTrainOption = Annotated[str | None, typer.Option(
+    help="Also train on this labelled table (text,label; e.g. from `imdb-sentiment "
+         "pseudo-label`); validation/test, training and repeated texts are dropped.")]
+NoReferenceOption = Annotated[bool, typer.Option(
+    "--no-reference", help="Skip the drift reference (RUN/reference/) written after training; "
+                           "`imdb-sentiment drift RUN --build-reference` writes it later.")]
+ProfileOption = Annotated[bool, typer.Option(
+    "--profile", help="Record a few training steps with torch.profiler into RUN/profile/ "
+                      "(trace.json for Perfetto, top_ops.json/.txt) and print the top operators "
+                      "(main process only; see docs/PROFILING.md).")]
+ProfileStepsOption = Annotated[int | None, typer.Option(
+    help="Optimizer steps --profile records, after skipping one and warming up on one "
+         "[default: 5].")]
 
 
 def train(
@@ -71,6 +84,7 @@ def train(
         help="Train on a stratified subset of this many reviews.")] = None,
     max_eval_samples: Annotated[int | None, typer.Option(
         help="Validate on a stratified subset of this many reviews.")] = None,
+    extra_train: ExtraTrainOption = None,
     num_processes: Annotated[int | None, typer.Option(
         help="Data-parallel processes [default: one per GPU].")] = None,
     config: Annotated[Path | None, typer.Option(
@@ -78,11 +92,14 @@ def train(
     set_: SetOption = None,
     resume: ResumeOption = False,
     overwrite: OverwriteOption = False,
+    no_reference: NoReferenceOption = False,
+    profile: ProfileOption = False,
+    profile_steps: ProfileStepsOption = None,
 ) -> None:
     """Fine-tune a classifier with transformers.Trainer and write a self-describing run."""
+    from imdb_sentiment.cli.profiling import check_steps
     from imdb_sentiment.config import resolve
     from imdb_sentiment.runs import env_runs_dir
-    from imdb_sentiment.training import distributed
 
     # Flags are config overrides: None leaves the value of --set, the config file, the recipe
     # or the default.
@@ -93,17 +110,28 @@ def train(
         "run.output_dir": output_dir or env_runs_dir(), "run.name": run_name, "training.seed": seed,
         "run.report_to": report_to, "training.precision": precision,
         "data.max_train_samples": max_train_samples, "data.max_eval_samples": max_eval_samples,
+        "data.extra_train": extra_train,
         "training.num_processes": num_processes, "run.overwrite": overwrite or None,
     }
+    profiled = check_steps(profile, profile_steps)
     if resume:
         config = resume_config(config, output_dir, run_name)
     cfg = resolve(config, overrides, set_, device=training_device())
+    launch(cfg, resume, reference=not no_reference, profile_steps=profiled)
+
+
+def launch(cfg: Config, resume: bool, *, reference: bool, profile_steps: int | None) -> None:
+    """Train here, or relaunch under accelerate when several processes are wanted."""
+    from imdb_sentiment.training import distributed
 
     if not distributed.already_distributed():
         n = distributed.wanted_processes(cfg.training.num_processes)
         if n > 1:
-            raise typer.Exit(relaunch_with_config("train", cfg, n, resume))
-    train_here(cfg, resume)
+            raise typer.Exit(relaunch_with_config(
+                "train", cfg, n, resume, [*([] if reference else ["--no-reference"]),
+                                          *(["--profile", "--profile-steps", str(profile_steps)]
+                                            if profile_steps else [])]))
+    train_here(cfg, resume, reference=reference, profile_steps=profile_steps)
 
 
 def training_device() -> str:
@@ -154,17 +182,35 @@ def relaunch_with_config(verb: str, cfg: Config, n: int, resume: bool,
             path.unlink(missing_ok=True)
 
 
-def train_here(cfg: Config, resume: bool) -> None:
-    """Train in this process; only the main process of a distributed run talks."""
+def train_here(cfg: Config, resume: bool, *, reference: bool = True,
+               profile_steps: int | None = None) -> None:
+    """Train in this process; only the main process of a distributed run talks, and writes
+    the drift reference (``reference``) once the model is saved. ``profile_steps``: profile
+    that many optimizer steps of the main process."""
     from imdb_sentiment.training.distributed import is_main_process
     from imdb_sentiment.training.loop import train as run_training
 
     main = is_main_process()
     if main:
         render.say("resolved config:\n" + cfg.describe())
-    result = run_training(cfg, resume=resume, log=render.say if main else (lambda _m: None))
+    log = render.say if main else (lambda _m: None)
+    profiler, callbacks = None, []
+    if profile_steps is not None:
+        from imdb_sentiment.profiling import StepProfiler, trainer_callback
+
+        profiler = StepProfiler(Path("profile"), active=profile_steps)
+        callbacks.append(trainer_callback(profiler, log))
+    result = run_training(cfg, resume=resume, log=log, callbacks=callbacks)
     if main and not result.already_finished:
         render.training(result)
+        if profiler is not None:
+            from imdb_sentiment.cli.profiling import show
+
+            show(profiler, result.run_dir / "profile")
+        if reference:
+            from imdb_sentiment.cli.drift import reference_after_training
+
+            reference_after_training(result.run_dir)
         from imdb_sentiment.runs import RUNS_DIR_ENV, runs_root
 
         root = result.run_dir.parent

@@ -2,7 +2,7 @@
 
 Each runtime takes padded ``int64`` ids and mask and returns ``float32`` logits, so the Predictor
 batches, encodes and calibrates the same way whichever one it holds: :class:`TorchModel` (the
-saved weights, fp32 or bf16) or :class:`OnnxModel` (the files ``imdb-sentiment export`` wrote).
+saved weights, fp32, bf16 or int8) or :class:`OnnxModel` (the files ``export`` wrote).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from imdb_sentiment.errors import ConfigError, MissingExtraError, ModelError
-from imdb_sentiment.hardware import cpu_has_native_bf16
+from imdb_sentiment.hardware import cpu_has_fast_int8, cpu_has_native_bf16, int8_kernel
+from imdb_sentiment.inference.quantize import quantize_linears, read_plan, require_plan
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from imdb_sentiment.modeling.loading import InferenceSettings
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 """``--precision`` of predict and serve (training has its own set, with fp16)."""
 
 ONNX_DIR = "onnx"
@@ -44,7 +45,7 @@ class Runtime(Protocol):
     name: str
     """``torch``, ``onnx`` or ``onnx-int8``."""
     precision: str
-    """What it computes in: ``fp32``, ``bf16`` or ``int8``."""
+    """What it computes in: ``fp32``, ``bf16`` or ``int8`` (torch int8 or onnx-int8)."""
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
 
@@ -57,7 +58,7 @@ def check_backend(backend: str) -> str:
 
 
 def check_precision(precision: str, backend: str = "torch") -> str:
-    """Validate a ``--precision`` value for ``backend`` (only torch runs in bf16)."""
+    """Validate a ``--precision`` value for ``backend`` (only torch runs in bf16 or int8)."""
     if precision not in INFERENCE_PRECISIONS:
         raise ConfigError(
             f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}"
@@ -67,36 +68,58 @@ def check_precision(precision: str, backend: str = "torch") -> str:
     return precision
 
 
-def inference_precision(precision: str, device_type: str) -> str:
-    """Validate an inference precision and turn ``auto`` into ``fp32`` or ``bf16`` for a device."""
+def inference_precision(precision: str, device_type: str, *, int8_ready: bool = False) -> str:
+    """Validate an inference precision and turn ``auto`` into what runs fastest on a device.
+
+    On a CPU, ``auto`` is bf16 where bf16 is native (AMX, AVX512-BF16), else int8 where the
+    model has an int8 plan that passed the parity check (``int8_ready``) and the CPU has the
+    int8 kernels (AVX2 or better), else fp32. A parity-refused plan is never written, so it
+    can never be chosen.
+    """
     check_precision(precision)
+    if precision == "int8" and device_type != "cpu":
+        raise ConfigError("--precision int8 runs on the CPU only (dynamic int8 quantization)")
     if precision != "auto":
         return precision
     if device_type == "cuda":
         import torch
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device_type == "cpu" and cpu_has_native_bf16() else "fp32"
+    if device_type != "cpu":
+        return "fp32"
+    if cpu_has_native_bf16():
+        return "bf16"
+    return "int8" if int8_ready and cpu_has_fast_int8() else "fp32"
 
 
 class TorchModel:
-    """A PyTorch classifier on one device, in fp32 or bf16: padded ids and mask in, logits out."""
+    """A PyTorch classifier on one device in fp32, bf16 or int8: padded ids and mask in, logits out.
+
+    ``int8_plan`` is the model's passed int8 plan (:mod:`imdb_sentiment.inference.quantize`):
+    without one, ``int8`` is refused and ``auto`` never picks it.
+    """
 
     name = "torch"
 
     def __init__(self, module: PreTrainedModel, *, device: str | None = None,
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", int8_plan: dict[str, Any] | None = None) -> None:
         """Move ``module`` to ``device`` (CUDA when available) in ``precision``, in eval mode."""
         import torch
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.precision = inference_precision(precision, self.device.type)
+        self.precision = inference_precision(precision, self.device.type,
+                                             int8_ready=int8_plan is not None)
         self.module = module
         as_module: torch.nn.Module = module
         as_module.to(self.device)
         # bf16 weights and activations (not autocast): measured faster on AMX CPUs.
         as_module.to(torch.bfloat16 if self.precision == "bf16" else torch.float32)
         as_module.eval()
+        if self.precision == "int8":
+            if int8_plan is None:
+                raise ModelError("--precision int8 needs the model's int8 plan "
+                                 "(imdb-sentiment export RUN --format torch-int8)")
+            quantize_linears(as_module, int8_plan["keep_fp32"])
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Logits, ``float32`` on the CPU, whatever the device and precision."""
@@ -186,7 +209,15 @@ def load_backend(
     check_precision(precision, check_backend(backend))
     if backend == "torch":
         module, tokenizer, settings, model_dir = load_trained(path)
-        runtime = TorchModel(module, device=device, precision=precision)
+        # Explicit int8 without a passed plan is an error; auto just skips int8.
+        plan = require_plan(model_dir) if precision == "int8" else read_plan(model_dir)
+        # auto takes int8 only from a plan measured faster than fp32, checked on the int8
+        # kernels this CPU runs (AVX2 and VNNI kernels were measured to round differently).
+        if precision == "auto" and plan is not None and not (
+                plan.get("faster", False)
+                and plan.get("checked_on", {}).get("int8_kernel") == int8_kernel()):
+            plan = None
+        runtime = TorchModel(module, device=device, precision=precision, int8_plan=plan)
         return runtime, tokenizer, settings, model_dir
     model_dir = find_model_dir(path)
     onnx = OnnxModel.load(model_dir, quantized=backend == "onnx-int8")

@@ -3,7 +3,8 @@
 Written to ``<run>/reference/`` as ``reference.json`` (schema-versioned: per-review lengths,
 truncation, unknown-token shares and confidences, the vocabulary's top token ids, the predicted
 positive rate) and ``embeddings.npy`` (a float16 sample of mean-pooled sentence embeddings), a
-few MB at most. ``imdb-sentiment drift RUN --build-reference`` writes it for any run.
+few MB at most. ``imdb-sentiment train`` writes it at the end of a run (``--no-reference``
+skips it); ``imdb-sentiment drift RUN --build-reference`` writes it for any run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ EMBEDDINGS_FILE = "embeddings.npy"
 SCHEMA_VERSION = 1
 TOP_TOKENS = 500
 """Vocabulary bins: the reference's most frequent token ids; the rest share one bin."""
+TRAIN_REFERENCE_SIZE = 1000
+"""Validation reviews ``train`` profiles: one forward pass over them (19 s for the demo MiniLM on
+2 CPU cores, under 2% of its training), and the embedding test reads 500 at most."""
 
 
 @dataclass
@@ -39,8 +43,9 @@ class Reference:
         return np.asarray(self.payload["reviews"][key])
 
 
-def reference_texts(run: Path, limit: int) -> tuple[list[str], str]:
-    """The run's validation reviews (at most ``limit``) and where they came from."""
+def reference_texts(run: Path, limit: int, seed: int = 0) -> tuple[list[str], str, int]:
+    """The run's validation reviews (at most ``limit``), where they came from, and how many
+    there were. More than ``limit`` are sampled at random with ``seed``."""
     import pandas as pd
 
     from imdb_sentiment.data.files import read_texts_file
@@ -57,7 +62,12 @@ def reference_texts(run: Path, limit: int) -> tuple[list[str], str]:
                 f"{run} has no validation_predictions.parquet and its data folder has no "
                 f"{validation.name}; prepare the data again with `imdb-sentiment download`")
         texts, source = read_texts_file(validation), str(validation)
-    return texts[:limit], source
+    if len(texts) <= limit:
+        return texts, source, len(texts)
+    # Not the first ``limit``: a prepared validation split is ordered by label, and its head
+    # would give the reference a positive rate far from the model's.
+    rows = np.sort(np.random.default_rng(seed).choice(len(texts), size=limit, replace=False))
+    return [texts[i] for i in rows], source, len(texts)
 
 
 def build_reference(run: Path, *, limit: int = 2000, seed: int = 0,
@@ -66,8 +76,8 @@ def build_reference(run: Path, *, limit: int = 2000, seed: int = 0,
     from imdb_sentiment.inference.predictor import Predictor
     from imdb_sentiment.monitoring.profile import profile_texts
 
-    texts, source = reference_texts(run, limit)
-    log(f"profiling {len(texts):,} validation reviews from {source}")
+    texts, source, available = reference_texts(run, limit, seed)
+    log(f"profiling {len(texts):,} of {available:,} validation reviews from {source}")
     predictor = Predictor.from_path(run, precision="fp32")
     profile = profile_texts(predictor, texts, embed_limit=limit, seed=seed)
     top = profile.token_counts.most_common(TOP_TOKENS)
@@ -77,6 +87,7 @@ def build_reference(run: Path, *, limit: int = 2000, seed: int = 0,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source,
         "n_reviews": len(texts),
+        "sampled_from": {"reviews": available, "seed": seed},
         "max_length": predictor.settings.max_length,
         "truncation": predictor.settings.truncation,
         "positive_rate": float(profile.predicted_positive.mean()),
@@ -100,7 +111,17 @@ def build_reference(run: Path, *, limit: int = 2000, seed: int = 0,
     tmp.replace(out / EMBEDDINGS_FILE)
     # The JSON goes last: a reference.json names only embeddings that are whole.
     write_json(out / REFERENCE_FILE, payload)
+    _refresh_model_card(run)
     return out
+
+
+def _refresh_model_card(run: Path) -> None:
+    """Rewrite the run's model card, which lists the reference, where the run has one."""
+    from imdb_sentiment.model_card import MODEL_CARD, write_model_card
+
+    model_dir = run / "model"
+    if (model_dir / MODEL_CARD).is_file():
+        write_model_card(model_dir, run)
 
 
 def load_reference(run: Path) -> Reference:

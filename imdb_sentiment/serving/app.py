@@ -23,6 +23,7 @@ from imdb_sentiment import __version__
 from imdb_sentiment.errors import ImdbSentimentError, MissingExtraError
 from imdb_sentiment.serving.batching import MicroBatcher
 from imdb_sentiment.serving.deps import BodySizeLimit, ModelState, resolve_api_key
+from imdb_sentiment.serving.drift import DriftCollector, open_window
 from imdb_sentiment.serving.routes import router
 from imdb_sentiment.serving.schemas import ServeOptions, one_line
 from imdb_sentiment.serving.telemetry import Metrics, log, measure_requests
@@ -95,11 +96,27 @@ async def start_model(app: FastAPI) -> None:
     batcher.start()
     model.batcher = batcher
     metrics.ready.set(1)
+    await start_drift(model, options)
+
+
+async def start_drift(model: ModelState, options: ServeOptions) -> None:
+    """Open the drift window after the app is ready, so drift never delays readiness."""
+    try:
+        window, model.drift_off = await asyncio.to_thread(open_window, model.run_path, options)
+    except Exception as exc:  # drift is a side job: serving goes on without it
+        model.drift_off = f"drift monitoring is off: {type(exc).__name__}: {one_line(str(exc))}"
+        log.exception("could not start drift monitoring")
+        return
+    if window is not None:
+        # Started here, not in the loading thread: a shutdown that cancelled us starts nothing.
+        window.start()
+        model.drift = window
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model in the background while the app serves; stop batching at shutdown."""
+    """Load the model in the background while the app serves; stop batching and the drift
+    thread at shutdown."""
     task = asyncio.create_task(start_model(app))
     try:
         yield
@@ -110,6 +127,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model: ModelState = app.state.model
         if model.batcher is not None:
             await model.batcher.stop()
+        if model.drift is not None:
+            await asyncio.to_thread(model.drift.stop)  # may wait for a refresh in progress
 
 
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -162,6 +181,7 @@ def create_app(
     app.state.api_key = resolve_api_key(opts)
     app.state.metrics = Metrics()
     app.state.model = ModelState(run_path=path, preloaded=predictor)
+    app.state.metrics.registry.register(DriftCollector(app.state.model))
     # Added last, so outermost: requests refused for their size are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=opts.max_body_bytes)
     app.middleware("http")(measure_requests)

@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the serv
 
 if TYPE_CHECKING:
     from imdb_sentiment.inference.predictor import Predictor
+    from imdb_sentiment.monitoring.window import DriftWindow
     from imdb_sentiment.serving.batching import MicroBatcher
 
 API_KEY_ENV = "IMDB_SENTIMENT_API_KEY"
@@ -47,6 +48,8 @@ class ModelState:
     version: str = "unknown"
     error: str | None = None
     max_length: int = 0
+    drift: DriftWindow | None = None
+    drift_off: str | None = None
 
 
 def resolve_api_key(options: ServeOptions) -> str | None:

@@ -1,5 +1,5 @@
-"""The HTTP routes: ``POST /predict``, ``/health``, ``/ready``, ``/metrics``, ``/docs`` and the
-web page."""
+"""The HTTP routes: ``POST /predict``, ``/health``, ``/ready``, ``/metrics``, ``/drift``,
+``/docs`` and the web page."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from imdb_sentiment.serving.deps import (
     require_api_key,
 )
 from imdb_sentiment.serving.docs_page import docs_html
+from imdb_sentiment.serving.drift import drift_response
 from imdb_sentiment.serving.schemas import (
     PREDICT_ERRORS,
     ErrorResponse,
@@ -49,6 +50,8 @@ async def predict(texts: TextsDep, model: ModelDep, metrics: MetricsDep) -> Pred
     except ImdbSentimentError as exc:
         raise HTTPException(422, one_line(str(exc))) from None
     metrics.observe_predictions(predictions)
+    if model.drift is not None:
+        model.drift.add(texts)  # tested later, on the drift thread
     return PredictResponse(
         predictions=[PredictionOut(**p.to_dict()) for p in predictions],
         model_version=model.version)
@@ -82,6 +85,20 @@ async def ready(model: ModelDep, options: OptionsDep, api_key: ApiKeyDep) -> JSO
 async def prometheus(metrics: MetricsDep) -> Response:
     """Requests, latency, batch sizes, labels, confidence, truncation, model version."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/drift", summary="Latest drift report of recent requests",
+            dependencies=[Depends(require_api_key)],
+            responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
+                       409: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+async def drift(model: ModelDep) -> JSONResponse:
+    """The latest test of the recent request texts against the run's reference profile
+    (the report of `imdb-sentiment drift`, plus the window's state in `window`).
+
+    404 when drift monitoring is off (no reference, or `--drift-window 0`), 409 while the
+    window holds too few texts or has not been tested yet, 503 while the model loads.
+    """
+    return drift_response(model)
 
 
 @cache

@@ -27,6 +27,10 @@ class ServeOptions:
     batching: bool = True
     api_key: str | None = None
     inference_batch_size: int = 32
+    drift_window: int = 500
+    """Recent texts the drift monitor tests (0: drift monitoring off)."""
+    drift_refresh_s: float = 60.0
+    """Seconds between two drift tests of the window, on a background thread."""
 
     @property
     def max_body_bytes(self) -> int:

@@ -154,7 +154,7 @@ def _setup(cfg: Config, *, resume: bool, log: Log) -> _Run:
 
     model_name = resolve_model_name(cfg.model.name)
     report_to = tracking.resolve_report_to(cfg.run.report_to)
-    train_df, val_df, manifest = _load_data(cfg)
+    train_df, val_df, manifest = _load_data(cfg, log)
     tokenizer = load_tokenizer(model_name)
     claim = agree(lambda: lifecycle.claim(cfg, model_name, resume=resume))
     cfg.run.name = claim.run_dir.name
@@ -171,8 +171,9 @@ def _setup(cfg: Config, *, resume: bool, log: Log) -> _Run:
     return run
 
 
-def _load_data(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """The (sampled) training and validation splits and the data manifest."""
+def _load_data(cfg: Config, log: Log) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The (sampled) training split with any --extra-train rows, validation, data manifest."""
+    from imdb_sentiment.data.pseudo import add_extra_rows
     from imdb_sentiment.data.splits import load_manifest, load_split, sample
 
     train_df = load_split(cfg.data.dir, "train")
@@ -180,6 +181,8 @@ def _load_data(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]
     manifest = load_manifest(cfg.data.dir)
     train_df = sample(train_df, cfg.data.max_train_samples, cfg.training.seed)
     val_df = sample(val_df, cfg.data.max_eval_samples, cfg.training.seed)
+    train_df, manifest["extra_train"] = add_extra_rows(train_df, cfg.data.dir,
+                                                       cfg.data.extra_train, log)
     if train_df["label"].nunique() < 2:
         raise DataError("the training data holds only one label; both classes are needed")
     return train_df, val_df, manifest
