@@ -59,6 +59,28 @@ def test_same_distribution_batch_does_not_drift(drift_run: Path, tmp_path: Path)
                           "reference", "batch"}
     assert json.loads((tmp_path / "out" / "drift.json").read_text()) == report
     assert "no drift" in (tmp_path / "out" / "report.md").read_text()
+    _assert_plots_linked(tmp_path / "out")
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _assert_plots_linked(out: Path) -> None:
+    """Every plot is a whole PNG beside report.md, and report.md links each one relatively."""
+    import re
+
+    from imdb_sentiment.monitoring.plots import CAPTIONS
+
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == sorted(CAPTIONS)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", (out / "report.md").read_text())
+    assert sorted(links) == pngs
+    for link in links:
+        target = (out / link).resolve()
+        assert target.parent == out.resolve() and target.is_file()
+        data = target.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
 
 
 def test_one_word_texts_drift(drift_run: Path, tmp_path: Path) -> None:
@@ -69,10 +91,35 @@ def test_one_word_texts_drift(drift_run: Path, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "out" / "drift.json").read_text())
     drifted = {s["name"] for s in report["signals"] if s["drifted"]}
     assert {"token_length", "embedding", "vocabulary"} <= drifted
+    # p-values that underflow to 0 still draw, at the floor of the log axis.
+    assert "with 4 plots" in result.output
+    _assert_plots_linked(tmp_path / "out")
     # A second report into the same folder would overwrite the first: refused.
     again = runner.invoke(app, ["drift", str(drift_run), "--file", str(batch),
                                 "--output", str(tmp_path / "out")])
     assert again.exit_code == 5 and "already holds" in again.output
+
+
+@pytest.mark.parametrize("how", ["--no-plots", "no matplotlib"])
+def test_report_without_plots(drift_run: Path, tmp_path: Path, how: str,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from imdb_sentiment.errors import MissingExtraError
+    from imdb_sentiment.monitoring import drift as drift_mod
+
+    def missing(*_args: object) -> list[Path]:
+        raise MissingExtraError("matplotlib", "plots")
+
+    args = ["--no-plots"] if how == "--no-plots" else []
+    if how == "no matplotlib":
+        monkeypatch.setattr(drift_mod, "drift_plots", missing)
+    batch = _write_texts(tmp_path / "b.txt", synthetic_frame(60, seed=5)["text"].tolist())
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["drift", str(drift_run), "--file", str(batch), *args,
+                                 "--output", str(out)])
+    assert result.exit_code in (0, 1), result.output
+    assert not list(out.glob("*.png")) and "![" not in (out / "report.md").read_text()
+    assert (out / "drift.json").is_file()
+    assert ("imdb-sentiment[plots]" in result.output) == (how == "no matplotlib")
 
 
 def test_run_without_reference_names_build_reference(trained_run: Path, tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from imdb_sentiment.cli.app import app
 from imdb_sentiment.errors import ConfigError, ModelError
-from imdb_sentiment.export import onnx as export_mod
-from imdb_sentiment.export.onnx import ExportOptions, check_format, export_onnx
+from imdb_sentiment.export.formats import FORMATS, check_format
+from imdb_sentiment.export.onnx import ExportOptions, export_onnx
 from imdb_sentiment.export.parity import MIN_AGREEMENT, compare
 from imdb_sentiment.inference.backends import OnnxModel
 from imdb_sentiment.inference.predictor import Predictor
@@ -134,7 +134,7 @@ def test_export_options_reject_bad_values_as_config_errors() -> None:
     with pytest.raises(ConfigError, match="--max-samples must be at least 1"):
         ExportOptions(max_samples=0)
     assert check_format("onnx") == "onnx"
-    assert export_mod.FORMATS == ("onnx", "torch-int8")
+    assert FORMATS == ("onnx", "torch-int8")
     with pytest.raises(ConfigError, match="--format must be onnx"):
         check_format("tflite")
 

@@ -15,7 +15,8 @@ from imdb_sentiment import hardware
 from imdb_sentiment.cli.app import app
 from imdb_sentiment.errors import ConfigError, ModelError
 from imdb_sentiment.export import torch_int8
-from imdb_sentiment.export.onnx import ExportOptions, export_model
+from imdb_sentiment.export.formats import export_model
+from imdb_sentiment.export.onnx import ExportOptions
 from imdb_sentiment.export.parity import compare
 from imdb_sentiment.inference.backends import inference_precision
 from imdb_sentiment.inference.predictor import Predictor

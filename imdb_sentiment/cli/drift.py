@@ -23,11 +23,14 @@ def drift(
                                   "reviews, into RUN/reference/.")] = False,
     text_column: Annotated[str, typer.Option(help="Text column of --file.")] = "text",
     output: Annotated[Path | None, typer.Option(
-        help="Folder for drift.json and report.md [default: RUN/drift/<UTC time>].")] = None,
+        help="Folder for drift.json, report.md and the plots [default: RUN/drift/<UTC time>]."
+    )] = None,
     alpha: Annotated[float, typer.Option(
         help="Family-wise false-alarm rate over the tests (Bonferroni).")] = 0.05,
     reference_size: Annotated[int, typer.Option(
         help="Validation reviews the reference profiles, at most.")] = 2000,
+    no_plots: Annotated[bool, typer.Option(
+        "--no-plots", help="Write drift.json and report.md without the PNG plots.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print drift.json to stdout.")] = False,
     runs_dir: Annotated[Path | None, typer.Option(
         help="Runs folder whose LATEST run is used when no run is named.")] = None,
@@ -61,8 +64,9 @@ def drift(
     out = output if output is not None else path / "drift" / stamp
     if (out / "drift.json").exists():
         raise RunError(f"{out} already holds a drift report; choose another --output")
-    report = check_batch(path, texts, source=str(file), output=out, alpha=alpha)
-    _show(report, out, as_json)
+    report, pngs = check_batch(path, texts, source=str(file), output=out, alpha=alpha,
+                               plots=not no_plots, log=render.say)
+    _show(report, out, pngs, as_json)
     if report["drifted"]:
         raise typer.Exit(1)
 
@@ -91,7 +95,7 @@ def reference_after_training(run_dir: Path) -> None:
                "--no-reference skips it)")
 
 
-def _show(report: dict[str, Any], out: Path, as_json: bool) -> None:
+def _show(report: dict[str, Any], out: Path, pngs: list[Path], as_json: bool) -> None:
     """The report as JSON on stdout, or one line per signal on stderr."""
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -100,4 +104,5 @@ def _show(report: dict[str, Any], out: Path, as_json: bool) -> None:
         render.say(f"{s['name']:<24} {'DRIFT' if s['drifted'] else 'ok':<5} "
                    f"statistic {s['statistic']:.4g}"
                    + ("" if s["p_value"] is None else f"  p {s['p_value']:.3g}"))
-    render.say(f"wrote {out / 'drift.json'} and {out / 'report.md'}")
+    render.say(f"wrote {out / 'drift.json'} and {out / 'report.md'}"
+               + (f" with {len(pngs)} plots ({', '.join(p.name for p in pngs)})" if pngs else ""))

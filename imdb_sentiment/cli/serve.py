@@ -45,7 +45,8 @@ def export(
     Writes <run>/model/onnx/model.onnx, model.int8.onnx and parity.json, only if each exported
     model gives the PyTorch model's label on at least --min-agreement of the parity reviews.
     """
-    from imdb_sentiment.export.onnx import ExportOptions, check_format, export_model
+    from imdb_sentiment.export.formats import check_format, export_model
+    from imdb_sentiment.export.onnx import ExportOptions
     from imdb_sentiment.runs import resolve_run
 
     check_format(format_)

@@ -45,29 +45,9 @@ if TYPE_CHECKING:
 
 PARITY_FILE = "parity.json"
 OPSET = 17
-FORMATS = ("onnx", "torch-int8")
-"""``--format`` choices of ``imdb-sentiment export`` (torch-int8: :mod:`.torch_int8`)."""
 QUANTIZATIONS = ("int8",)
 
 Log = Callable[[str], None]
-
-
-def check_format(format_: str) -> str:
-    """Validate an ``export --format`` value against :data:`FORMATS`."""
-    if format_ not in FORMATS:
-        raise ConfigError(f"--format must be {' or '.join(FORMATS)}, got {format_!r}")
-    return format_
-
-
-def export_model(run: str | Path, format_: str, options: ExportOptions | None = None, *,
-                 log: Log = print) -> ExportResult:
-    """``imdb-sentiment export``: the ONNX files, or the PyTorch int8 plan (``torch-int8``)."""
-    check_format(format_)
-    if format_ == "torch-int8":
-        from imdb_sentiment.export.torch_int8 import export_torch_int8
-
-        return export_torch_int8(run, options or ExportOptions(), log=log)
-    return export_onnx(run, options, log=log)
 
 
 def export_graph(predictor: Predictor, path: Path) -> None:

@@ -17,7 +17,8 @@ import numpy as np
 from scipy import stats
 
 from imdb_sentiment.atomic import write_json, write_text
-from imdb_sentiment.errors import DataError
+from imdb_sentiment.errors import DataError, MissingExtraError
+from imdb_sentiment.monitoring.plots import CAPTIONS, drift_plots
 
 if TYPE_CHECKING:
     from imdb_sentiment.monitoring.profile import TextProfile
@@ -170,8 +171,9 @@ def compare(reference: Reference, batch: TextProfile, *, alpha: float = 0.05,
     }
 
 
-def report_markdown(report: dict[str, Any], source: str) -> str:
-    """The human-readable ``report.md`` of a drift report."""
+def report_markdown(report: dict[str, Any], source: str, images: list[str] | None = None) -> str:
+    """The human-readable ``report.md`` of a drift report; ``images`` are PNG names in the
+    report's folder, linked relative to it."""
     verdict = "DRIFT" if report["drifted"] else "no drift"
     lines = [f"# Drift report: {verdict}", "",
              f"Batch: {source} ({report['n_reviews']:,} reviews) against "
@@ -183,13 +185,20 @@ def report_markdown(report: dict[str, Any], source: str) -> str:
         lines.append(f"| {s['name']} | {s['test']} | {s['statistic']:.4g} | {p} | "
                      f"{s['threshold']:.3g} | {s['reference']:.4g} | {s['batch']:.4g} | "
                      f"{'drift' if s['drifted'] else 'ok'} |")
+    if images:
+        lines += ["", "## Plots"]
+        for name in images:
+            caption = CAPTIONS.get(name, name)
+            lines += ["", f"![{caption}]({name})"]
     return "\n".join(lines) + "\n"
 
 
 def check_batch(run: Path, texts: list[str], *, source: str, output: Path,
-                alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
+                alpha: float = 0.05, seed: int = 0, plots: bool = True,
+                log: Callable[[str], None] = lambda _m: None) -> tuple[dict[str, Any], list[Path]]:
     """Profile ``texts`` with the run's model, test them against its reference and write
-    ``drift.json`` and ``report.md`` into ``output``; the report."""
+    the plots (unless ``plots`` is false), ``report.md`` and ``drift.json`` into ``output``;
+    the report and the plots written."""
     from imdb_sentiment.inference.predictor import Predictor
     from imdb_sentiment.monitoring.profile import profile_texts
     from imdb_sentiment.monitoring.reference import load_reference
@@ -203,6 +212,13 @@ def check_batch(run: Path, texts: list[str], *, source: str, output: Path,
     report = compare(reference, profile, alpha=alpha, seed=seed)
     report["source"] = source
     output.mkdir(parents=True, exist_ok=True)
+    pngs: list[Path] = []
+    if plots:
+        try:
+            pngs = drift_plots(output, reference, profile, report)
+        except MissingExtraError as exc:
+            log(f"warning: no plots in the drift report: {exc}")
+    write_text(output / "report.md", report_markdown(report, source, [p.name for p in pngs]))
+    # drift.json last: its presence marks a whole report, which the CLI refuses to overwrite.
     write_json(output / "drift.json", report)
-    write_text(output / "report.md", report_markdown(report, source))
-    return report
+    return report, pngs
