@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from imdb_sentiment.cli.app import app
 from imdb_sentiment.errors import ConfigError, DataError, ModelError
 from imdb_sentiment.inference import backends
+from imdb_sentiment.inference import predictor as predictor_module
 from imdb_sentiment.inference.backends import OnnxModel, TorchModel, inference_precision
 from imdb_sentiment.inference.predictor import Predictor
 from imdb_sentiment.text import DECISION_THRESHOLD, LABELS
@@ -72,6 +73,22 @@ def test_bf16_matches_fp32_within_tolerance(trained_run: Path, reviews: list[str
     p16 = bf16.predict_proba(reviews)[:, 1]
     assert np.mean((p32 >= 0.5) == (p16 >= 0.5)) >= backends.BF16_MIN_AGREEMENT
     assert np.abs(p32 - p16).max() <= backends.BF16_MAX_ABS_DIFF
+
+
+def test_torch_batches_hold_a_token_budget_and_keep_every_review(
+        trained_run: Path, reviews: list[str], predictor: Predictor) -> None:
+    bf16 = Predictor.from_path(trained_run, batch_size=8, precision="bf16")
+    assert bf16.max_batch_tokens == predictor_module.BF16_BATCH_TOKENS
+    assert predictor.max_batch_tokens == predictor_module.FP32_BATCH_TOKENS  # fp32: tighter
+    bf16.max_batch_tokens = 40  # the tiny model reads at most 64 tokens: force the cap to bite
+    enc = bf16.encode(reviews)
+    batches = list(bf16._batches(enc))
+    assert all(ids.size <= 40 or len(idx) == 1 for idx, ids, _ in batches)
+    assert any(len(idx) < bf16.batch_size for idx, _, _ in batches[:-1])  # long batches shrank
+    assert sorted(int(i) for idx, _, _ in batches for i in idx) == list(range(len(reviews)))
+    capped = bf16.predict_proba(reviews)
+    bf16.max_batch_tokens = None
+    np.testing.assert_allclose(capped, bf16.predict_proba(reviews), atol=backends.BF16_MAX_ABS_DIFF)
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

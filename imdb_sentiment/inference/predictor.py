@@ -30,6 +30,16 @@ if TYPE_CHECKING:
 
     from imdb_sentiment.modeling.loading import InferenceSettings
 
+BF16_BATCH_TOKENS = 8192
+"""Most padded tokens in one bf16 torch batch. On an Intel Xeon with AMX, bf16 batches of 16
+reviews ran 13-29% faster than batches of 32 at 512 tokens (three side-by-side runs) and the same
+at 128 tokens, where 32 x 128 fits anyway (docs/INFERENCE.md, "What we tried for AMX")."""
+FP32_BATCH_TOKENS = 4096
+"""Most padded tokens in one fp32 (or int8) torch batch. At 512 tokens fp32 batches of 32 ran at
+less than half the speed of batches of 8 (7.8-8.6 vs 19.9 reviews/s under AVX2 kernels, 23.3 vs
+31.4 with 4 on AVX-512): their attention scores no longer fit in cache. At 128 tokens batch sizes
+8 to 32 ran within 6% of each other (docs/INFERENCE.md)."""
+
 UNCERTAIN = "uncertain"
 """The label ``--uncertain-band`` gives reviews whose probability lies in the band."""
 
@@ -95,6 +105,11 @@ class Predictor:
         self.model_dir = model_dir
         self.long_reviews = check_mode(long_reviews)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # Measured for PyTorch only; ONNX Runtime keeps batch_size.
+        self.max_batch_tokens: int | None = None
+        if isinstance(runtime, TorchModel):
+            self.max_batch_tokens = (BF16_BATCH_TOKENS if runtime.precision == "bf16"
+                                     else FP32_BATCH_TOKENS)
 
     @classmethod
     def from_path(
@@ -137,8 +152,14 @@ class Predictor:
         """Index, padded ids and mask (int64 arrays) of each batch, shortest reviews first."""
         # Sorting by length means each batch pads only to its own longest review.
         order = np.argsort([len(ids) for ids in enc.input_ids], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        start = 0
+        while start < len(order):
+            size = self.batch_size
+            if self.max_batch_tokens:  # sorted: a batch's last review is its longest
+                last = order[min(start + size, len(order)) - 1]
+                size = max(1, min(size, self.max_batch_tokens // len(enc.input_ids[last])))
+            idx = order[start : start + size]
+            start += size
             width = max(len(enc.input_ids[i]) for i in idx)
             ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
