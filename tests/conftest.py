@@ -83,6 +83,7 @@ def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:
 
 def build_tiny_model(path: Path) -> Path:
     """A 2-layer, width-32 DistilBERT encoder and a WordPiece tokenizer over the synthetic words."""
+    import torch
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,12 @@ def build_tiny_model(path: Path) -> Path:
     tokenizer.save_pretrained(path)
     config = DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2,
                               hidden_dim=64, max_position_embeddings=512, pad_token_id=0)
-    DistilBertModel(config).save_pretrained(path)
+    # Seeded without touching the global generator: the encoder's weights, and so every test
+    # that reads its raw output, must not depend on which tests ran before the fixture.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        encoder = DistilBertModel(config)
+    encoder.save_pretrained(path)
     return path
 
 
