@@ -2,8 +2,8 @@
 #
 #   make install     create .venv and install the package with its dev extras
 #   make test        run the offline test suite with coverage (what CI runs)
-#   make lint        the pre-commit hooks on every file: ruff (style and complexity), mypy, the
-#                    import-linter layer contract, hadolint, file hygiene
+#   make lint        the pre-commit hooks on every file: ruff (style and complexity), ruff format
+#                    (layout), mypy, the import-linter layer contract, hadolint, file hygiene
 #   make docs        build the documentation site into site/ (mkdocs --strict)
 #   make demo        download IMDB, fine-tune MiniLM on 2000 reviews, evaluate, predict
 #   make container   build the Docker image with podman (no registry needed), train and serve a
@@ -75,7 +75,7 @@ test: install ## run the test suite with coverage (PYTEST_ARGS="-k foo" to narro
 
 # The hooks (.pre-commit-config.yaml) are repo: local and run this environment's tools: no
 # network. They see the files git tracks; `git add` a new file to have it checked.
-lint: install ## pre-commit hooks on all files: ruff, mypy, import layers, hadolint, hygiene
+lint: install ## pre-commit hooks on all files: ruff, ruff format, mypy, import layers, hadolint, hygiene
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 # The CLI and configuration references and the README pages are generated at build time

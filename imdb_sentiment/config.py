@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from imdb_sentiment.atomic import write_text
+from imdb_sentiment.config_rules import RULES, fail
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.provenance import (
     CONFIG_FILE,
@@ -31,12 +32,6 @@ from imdb_sentiment.provenance import (
     write_sources,
 )
 from imdb_sentiment.recipes import select_recipe
-
-TRUNCATION_STRATEGIES = ("head", "tail", "head+tail")
-TRAINING_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-"""Training precision: ``auto`` is bf16 on GPUs that have it, fp16 on older GPUs, bf16 autocast
-on CPUs with AMX (docs/TRAINING_SPEED.md), fp32 on other CPUs."""
-REPORT_TO = ("auto", "wandb", "none")
 
 
 @dataclass
@@ -150,66 +145,20 @@ SECTIONS: dict[str, type] = {
 def valid_keys() -> list[str]:
     """All dotted keys a config file or ``--set`` accepts."""
     return [
-        f"{section}.{f.name}"
-        for section, cls in SECTIONS.items()
-        for f in dataclasses.fields(cls)
+        f"{section}.{f.name}" for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
     ]
-
-
-def _fail(key: str, message: str) -> None:
-    raise ConfigError(f"config key '{key}': {message}")
-
-
-def _one_of(choices: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v in choices), f"must be one of {', '.join(choices)}"
-
-
-_AT_LEAST_1 = (lambda v: v >= 1), "must be at least 1"
-_POSITIVE = (lambda v: v > 0), "must be positive"
-_NOT_NEGATIVE = (lambda v: v >= 0), "must not be negative"
-_OPTIONAL_AT_LEAST_1 = (lambda v: v is None or v >= 1), "must be at least 1"
-
-# Constraints on single values, by key: (holds, what the value must be).
-_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "training.learning_rate": _POSITIVE,
-    # numpy and scikit-learn take seeds in [0, 2**32); outside it training fails mid-setup.
-    "training.seed": ((lambda v: 0 <= v < 2**32), "must be between 0 and 4294967295"),
-    "training.epochs": _POSITIVE,
-    "training.batch_size": _AT_LEAST_1,
-    "training.eval_batch_size": _AT_LEAST_1,
-    "training.gradient_accumulation_steps": _AT_LEAST_1,
-    "training.logging_steps": _AT_LEAST_1,
-    "training.save_total_limit": _AT_LEAST_1,
-    "training.weight_decay": _NOT_NEGATIVE,
-    "training.warmup_ratio": ((lambda v: 0 <= v < 1), "must be in [0, 1)"),
-    "training.max_grad_norm": _POSITIVE,
-    "training.eval_steps": _NOT_NEGATIVE,
-    "training.early_stopping_patience": (_NOT_NEGATIVE[0], "must not be negative (0 turns it off)"),
-    "training.num_processes": _OPTIONAL_AT_LEAST_1,
-    "training.dataloader_num_workers": _NOT_NEGATIVE,
-    "training.precision": _one_of(TRAINING_PRECISIONS),
-    "model.max_length": ((lambda v: 8 <= v <= 8192), "must be between 8 and 8192"),
-    "model.truncation": _one_of(TRUNCATION_STRATEGIES),
-    "model.name": ((lambda v: bool(v)), "must not be empty"),
-    "data.max_train_samples": _OPTIONAL_AT_LEAST_1,
-    "data.max_eval_samples": _OPTIONAL_AT_LEAST_1,
-    "data.extra_train": ((lambda v: v is None or bool(v.strip())), "must not be empty"),
-    "run.report_to": _one_of(REPORT_TO),
-    "run.name": ((lambda v: v is None or (bool(v) and "/" not in v and not v.startswith("."))),
-                 "must be a plain folder name"),
-}
 
 
 def validate(cfg: Config) -> None:
     """Check every value that has a constraint; raise :class:`ConfigError` naming the key."""
-    for key, (holds, requirement) in _RULES.items():
+    for key, (holds, requirement) in RULES.items():
         section, name = key.split(".", 1)
         value = getattr(getattr(cfg, section), name)
         if not holds(value):
-            _fail(key, f"{requirement}, got {value!r}")
+            fail(key, f"{requirement}, got {value!r}")
     m = cfg.model
     if m.head_tokens is not None and not 0 < m.head_tokens < m.max_length - 2:
-        _fail("model.head_tokens", f"must be between 1 and max_length - 3, got {m.head_tokens}")
+        fail("model.head_tokens", f"must be between 1 and max_length - 3, got {m.head_tokens}")
 
 
 def _field_type(section: str, name: str) -> Any:
@@ -253,15 +202,16 @@ def coerce(key: str, value: Any) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         optional = len(args) < len(typing.get_args(tp))
         tp = args[0]
-    if value is None or (optional and isinstance(value, str)
-                         and value.strip().lower() in ("none", "null", "")):
+    if value is None or (
+        optional and isinstance(value, str) and value.strip().lower() in ("none", "null", "")
+    ):
         if optional:
             return None
-        _fail(key, "must not be empty")
+        fail(key, "must not be empty")
     try:
         return _CONVERTERS.get(tp, str)(value)
     except (TypeError, ValueError):
-        _fail(key, f"expected {tp.__name__}, got {value!r}")
+        fail(key, f"expected {tp.__name__}, got {value!r}")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -326,16 +276,18 @@ def _checked(values: dict[str, Any], where: str | None = None) -> dict[str, Any]
     for key, value in values.items():
         try:
             out[key] = coerce(key, value)
-            holds, requirement = _RULES.get(key, (lambda _v: True, ""))
+            holds, requirement = RULES.get(key, (lambda _v: True, ""))
             if not holds(out[key]):
-                _fail(key, f"{requirement}, got {out[key]!r}")
+                fail(key, f"{requirement}, got {out[key]!r}")
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
     return out
 
 
-def recipe_layers(model_name: str, device: str | None = None,
-                  ) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
+def recipe_layers(
+    model_name: str,
+    device: str | None = None,
+) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
     """The recipe for ``model_name`` and its values as ``(source, values)`` layers, lowest
     first: the recipe, then its section for ``device`` (``cpu`` or ``gpu``) when it has one."""
     recipe = select_recipe(model_name)
@@ -345,8 +297,9 @@ def recipe_layers(model_name: str, device: str | None = None,
     layers = [(label, _checked(flatten(recipe.settings, where), where))]
     if device is not None and device in recipe.devices:
         section = f"{where} ({device} section)"
-        layers.append((f"{label}/{device}",
-                       _checked(flatten(recipe.devices[device], section), section)))
+        layers.append(
+            (f"{label}/{device}", _checked(flatten(recipe.devices[device], section), section))
+        )
     return recipe.name, layers
 
 
@@ -372,8 +325,10 @@ def resolve(
         (SET, _checked(parse_set(sets))),
         (FLAG, _checked({k: v for k, v in (overrides or {}).items() if v is not None})),
     ]
-    model_name = next((str(values["model.name"]) for _, values in reversed(given)
-                       if "model.name" in values), ModelConfig.name)
+    model_name = next(
+        (str(values["model.name"]) for _, values in reversed(given) if "model.name" in values),
+        ModelConfig.name,
+    )
     _, layers = recipe_layers(model_name, device)
     recipe = layers[-1][0].removeprefix("recipe:") if layers else None  # minilm or minilm/cpu
     record = saved_record(config_file) if config_file else {}
@@ -390,8 +345,11 @@ def resolve(
     for key, value in merged.items():
         section, name = key.split(".", 1)
         sections[section][name] = value
-    return Config(**{name: cls(**sections[name]) for name, cls in SECTIONS.items()},
-                  sources={key: sources.get(key, DEFAULT) for key in valid_keys()}, recipe=recipe)
+    return Config(
+        **{name: cls(**sections[name]) for name, cls in SECTIONS.items()},
+        sources={key: sources.get(key, DEFAULT) for key in valid_keys()},
+        recipe=recipe,
+    )
 
 
 def from_dict(raw: dict[str, Any]) -> Config:

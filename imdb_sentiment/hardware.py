@@ -32,10 +32,23 @@ BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 # oneDNN's ISA names, lowest first (oneDNN "CPU dispatcher control"; aliases share a rank).
 _ONEDNN_ISAS: dict[str, int] = {
-    "SSE41": 0, "AVX": 1, "AVX2": 2, "AVX2_VNNI": 3, "AVX2_VNNI_2": 4, "AVX512_CORE": 5,
-    "AVX512_CORE_VNNI": 6, "AVX512_CORE_BF16": 7, "AVX512_CORE_FP16": 8, "AVX10_1_512": 8,
-    "AVX512_CORE_AMX": 9, "AVX10_1_512_AMX": 9, "AVX512_CORE_AMX_FP16": 10,
-    "AVX10_1_512_AMX_FP16": 10, "AVX10_2_512": 11, "AVX10_2_512_AMX_2": 12, "ALL": 99,
+    "SSE41": 0,
+    "AVX": 1,
+    "AVX2": 2,
+    "AVX2_VNNI": 3,
+    "AVX2_VNNI_2": 4,
+    "AVX512_CORE": 5,
+    "AVX512_CORE_VNNI": 6,
+    "AVX512_CORE_BF16": 7,
+    "AVX512_CORE_FP16": 8,
+    "AVX10_1_512": 8,
+    "AVX512_CORE_AMX": 9,
+    "AVX10_1_512_AMX": 9,
+    "AVX512_CORE_AMX_FP16": 10,
+    "AVX10_1_512_AMX_FP16": 10,
+    "AVX10_2_512": 11,
+    "AVX10_2_512_AMX_2": 12,
+    "ALL": 99,
 }
 _AVX512_BF16_RANK = _ONEDNN_ISAS["AVX512_CORE_BF16"]
 _AMX_RANK = _ONEDNN_ISAS["AVX512_CORE_AMX"]
@@ -83,8 +96,7 @@ def isa_restriction(env: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
-def cpu_bf16_unit(env: Mapping[str, str] | None = None,
-                  cpuinfo: Path = CPUINFO) -> str | None:
+def cpu_bf16_unit(env: Mapping[str, str] | None = None, cpuinfo: Path = CPUINFO) -> str | None:
     """Which unit would compute bf16 here: ``amx``, ``avx512_bf16`` or None (emulated).
 
     Both the CPU's flags and the caps the environment puts on PyTorch count: a CPU with AMX

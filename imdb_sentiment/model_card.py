@@ -37,8 +37,10 @@ def hub_base_model(name: str) -> str | None:
 def manifest_hash(manifest: dict[str, Any]) -> str:
     """A short, stable hash of what data a run saw: its splits' file hashes and row counts."""
     splits = manifest.get("splits", {})
-    canonical = json.dumps({k: {"sha256": v.get("sha256"), "rows": v.get("rows")}
-                            for k, v in sorted(splits.items())}, sort_keys=True)
+    canonical = json.dumps(
+        {k: {"sha256": v.get("sha256"), "rows": v.get("rows")} for k, v in sorted(splits.items())},
+        sort_keys=True,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -63,8 +65,9 @@ def collect_results(run_dir: Path | None, model_dir: Path) -> list[dict[str, Any
     if run_dir is not None:
         m = _read_json(run_dir / "metrics.json").get("metrics", {})
         if m:
-            results.append({"split": "validation", "source": "validation split (training run)",
-                            "metrics": m})
+            results.append(
+                {"split": "validation", "source": "validation split (training run)", "metrics": m}
+            )
     for root in roots:
         for path in sorted((root / "eval").glob("*/metrics.json")):
             if path.resolve() in seen:
@@ -72,8 +75,13 @@ def collect_results(run_dir: Path | None, model_dir: Path) -> list[dict[str, Any
             seen.add(path.resolve())
             m = _read_json(path)
             if m:
-                results.append({"split": path.parent.name,
-                                "source": m.get("source", path.parent.name), "metrics": m})
+                results.append(
+                    {
+                        "split": path.parent.name,
+                        "source": m.get("source", path.parent.name),
+                        "metrics": m,
+                    }
+                )
     return results
 
 
@@ -98,26 +106,40 @@ def result_entries(m: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
-def _metadata(name: str, settings: InferenceSettings, base: str | None,
-              manifest: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+def _metadata(
+    name: str,
+    settings: InferenceSettings,
+    base: str | None,
+    manifest: dict[str, Any],
+    results: list[dict[str, Any]],
+) -> dict[str, Any]:
     """The YAML front matter the Hugging Face hub reads."""
-    meta: dict[str, Any] = {"language": ["en"], "license": "apache-2.0",
-                            "library_name": "transformers", "pipeline_tag": "text-classification"}
+    meta: dict[str, Any] = {
+        "language": ["en"],
+        "license": "apache-2.0",
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+    }
     if base:
         meta["base_model"] = base
     meta["datasets"] = ["stanfordnlp/imdb"]
     meta["metrics"] = [key for key, _ in HEADLINE_METRICS]
     meta["tags"] = ["sentiment-analysis", "imdb", "imdb-sentiment", "text-classification"]
     model_index_results = [
-        {"task": {"type": "text-classification", "name": "Sentiment analysis"},
-         "dataset": {"name": "IMDB", "type": "stanfordnlp/imdb", "split": r["split"]},
-         "metrics": entries}
-        for r in results if (entries := result_entries(r["metrics"]))
+        {
+            "task": {"type": "text-classification", "name": "Sentiment analysis"},
+            "dataset": {"name": "IMDB", "type": "stanfordnlp/imdb", "split": r["split"]},
+            "metrics": entries,
+        }
+        for r in results
+        if (entries := result_entries(r["metrics"]))
     ]
     meta["model-index"] = [{"name": name, "results": model_index_results}]
     meta["imdb_sentiment"] = {
-        "truncation": settings.truncation, "max_length": settings.max_length,
-        "head_tokens": settings.head_tokens, "temperature": round(settings.temperature, 6),
+        "truncation": settings.truncation,
+        "max_length": settings.max_length,
+        "head_tokens": settings.head_tokens,
+        "temperature": round(settings.temperature, 6),
         "data_manifest_hash": manifest_hash(manifest) if manifest else None,
     }
     return meta
@@ -137,50 +159,78 @@ def model_card(model_dir: Path, run_dir: Path | None = None) -> str:
     name = run_dir.name if run_dir is not None else model_dir.name
     meta = _metadata(name, settings, base, manifest, results)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-    body = [*_intro(name, settings, base), *_training_data(config, manifest),
-            *_results_table(results), *_drift_reference(run_dir), *_use_and_limitations()]
+    body = [
+        *_intro(name, settings, base),
+        *_training_data(config, manifest),
+        *_results_table(results),
+        *_drift_reference(run_dir),
+        *_use_and_limitations(),
+    ]
     return "---\n" + front + "---\n\n" + "\n".join(body)
 
 
 def _intro(name: str, settings: InferenceSettings, base: str | None) -> list[str]:
-    cut = {"head": "the first", "tail": "the last",
-           "head+tail": f"the first {settings.head_tokens} and the last"}[settings.truncation]
-    return [f"# {name}", "",
-            "A binary sentiment classifier for English movie reviews (0 = negative, "
-            f"1 = positive), fine-tuned from `{base or settings.base_model}` on IMDB with "
-            "imdb-sentiment. Load it with `imdb-sentiment predict "
-            "--model <this folder>` or as a plain `transformers` sequence classifier.", "",
-            "## How it reads a review", "",
-            f"- Up to {settings.max_length} tokens: reviews longer than that keep {cut} tokens "
-            f"(`{settings.truncation}` truncation); `--long-reviews chunks` instead averages "
-            "overlapping windows over the whole review.",
-            f"- Probabilities are temperature-scaled (T = {settings.temperature:.3f}, fitted on "
-            "the validation split after training); the plain `transformers` pipeline does not "
-            "apply it, `imdb-sentiment predict` and `serve` do.", ""]
+    cut = {
+        "head": "the first",
+        "tail": "the last",
+        "head+tail": f"the first {settings.head_tokens} and the last",
+    }[settings.truncation]
+    return [
+        f"# {name}",
+        "",
+        "A binary sentiment classifier for English movie reviews (0 = negative, "
+        f"1 = positive), fine-tuned from `{base or settings.base_model}` on IMDB with "
+        "imdb-sentiment. Load it with `imdb-sentiment predict "
+        "--model <this folder>` or as a plain `transformers` sequence classifier.",
+        "",
+        "## How it reads a review",
+        "",
+        f"- Up to {settings.max_length} tokens: reviews longer than that keep {cut} tokens "
+        f"(`{settings.truncation}` truncation); `--long-reviews chunks` instead averages "
+        "overlapping windows over the whole review.",
+        f"- Probabilities are temperature-scaled (T = {settings.temperature:.3f}, fitted on "
+        "the validation split after training); the plain `transformers` pipeline does not "
+        "apply it, `imdb-sentiment predict` and `serve` do.",
+        "",
+    ]
 
 
 def _training_data(config: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
-    lines = ["## Training data", "",
-             "- IMDB (Maas et al., 2011), `stanfordnlp/imdb`; validation carved from train "
-             "(stratified, seeded); the test split is used only by `eval`."]
+    lines = [
+        "## Training data",
+        "",
+        "- IMDB (Maas et al., 2011), `stanfordnlp/imdb`; validation carved from train "
+        "(stratified, seeded); the test split is used only by `eval`.",
+    ]
     if manifest:
         splits = manifest.get("splits", {})
         used = manifest.get("used", {})
-        lines.append(f"- data manifest hash `{manifest_hash(manifest)}`; source "
-                     f"`{manifest.get('source', '?')}`; split files: " + ", ".join(
-                         f"{k} {v.get('rows', 0):,} rows (sha256 {str(v.get('sha256'))[:12]}…)"
-                         for k, v in splits.items()))
+        lines.append(
+            f"- data manifest hash `{manifest_hash(manifest)}`; source "
+            f"`{manifest.get('source', '?')}`; split files: "
+            + ", ".join(
+                f"{k} {v.get('rows', 0):,} rows (sha256 {str(v.get('sha256'))[:12]}…)"
+                for k, v in splits.items()
+            )
+        )
         if used:
-            lines.append(f"- used: {used.get('train_rows', '?'):,} training and "
-                         f"{used.get('validation_rows', '?'):,} validation reviews")
+            lines.append(
+                f"- used: {used.get('train_rows', '?'):,} training and "
+                f"{used.get('validation_rows', '?'):,} validation reviews"
+            )
     training = config.get("training", {})
     data_cfg = config.get("data", {})
     if training:
-        lines.append(f"- {training.get('epochs')} epochs, learning rate "
-                     f"{training.get('learning_rate')}, batch size {training.get('batch_size')}, "
-                     f"seed {training.get('seed')}"
-                     + (f", at most {data_cfg.get('max_train_samples')} training reviews"
-                        if data_cfg.get("max_train_samples") else ""))
+        lines.append(
+            f"- {training.get('epochs')} epochs, learning rate "
+            f"{training.get('learning_rate')}, batch size {training.get('batch_size')}, "
+            f"seed {training.get('seed')}"
+            + (
+                f", at most {data_cfg.get('max_train_samples')} training reviews"
+                if data_cfg.get("max_train_samples")
+                else ""
+            )
+        )
     return lines
 
 
@@ -193,16 +243,23 @@ def _cell(m: dict[str, Any], key: str) -> str:
 
 
 def _results_table(results: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "## Results", "",
-             "95% percentile-bootstrap intervals where measured.", "",
-             "| data | reviews | accuracy | F1 | ROC-AUC | ECE (calibrated) |",
-             "|---|---:|---|---|---|---:|"]
+    lines = [
+        "",
+        "## Results",
+        "",
+        "95% percentile-bootstrap intervals where measured.",
+        "",
+        "| data | reviews | accuracy | F1 | ROC-AUC | ECE (calibrated) |",
+        "|---|---:|---|---|---|---:|",
+    ]
     for r in results:
         m = r["metrics"]
         ece = m.get("calibration", {}).get("ece")
-        lines.append(f"| {r['source']} | {m.get('n', 0):,} | {_cell(m, 'accuracy')} | "
-                     f"{_cell(m, 'f1')} | {_cell(m, 'roc_auc')} | "
-                     f"{f'{ece:.4f}' if _measured(ece) else 'n/a'} |")
+        lines.append(
+            f"| {r['source']} | {m.get('n', 0):,} | {_cell(m, 'accuracy')} | "
+            f"{_cell(m, 'f1')} | {_cell(m, 'roc_auc')} | "
+            f"{f'{ece:.4f}' if _measured(ece) else 'n/a'} |"
+        )
     return lines
 
 
@@ -216,29 +273,40 @@ def _drift_reference(run_dir: Path | None) -> list[str]:
     if not ref:
         return []
     embeddings = ref.get("embeddings") or {}
-    return ["", "## Drift reference", "",
-            f"`{DRIFT_REFERENCE.as_posix()}` (schema {ref.get('schema_version')}, built "
-            f"{ref.get('created_at', '?')}) profiles {ref.get('n_reviews', 0):,} validation "
-            "reviews as this model reads them: token lengths, truncated share, unknown-token "
-            "rate, the 500 most frequent tokens, predicted positive rate and confidence, and "
-            f"{embeddings.get('rows', 0):,} mean-pooled embeddings "
-            f"(`reference/{embeddings.get('file', 'embeddings.npy')}`). "
-            "`imdb-sentiment drift <run> --file new.csv` tests a batch of new texts against it."]
+    return [
+        "",
+        "## Drift reference",
+        "",
+        f"`{DRIFT_REFERENCE.as_posix()}` (schema {ref.get('schema_version')}, built "
+        f"{ref.get('created_at', '?')}) profiles {ref.get('n_reviews', 0):,} validation "
+        "reviews as this model reads them: token lengths, truncated share, unknown-token "
+        "rate, the 500 most frequent tokens, predicted positive rate and confidence, and "
+        f"{embeddings.get('rows', 0):,} mean-pooled embeddings "
+        f"(`reference/{embeddings.get('file', 'embeddings.npy')}`). "
+        "`imdb-sentiment drift <run> --file new.csv` tests a batch of new texts against it.",
+    ]
 
 
 def _use_and_limitations() -> list[str]:
-    return ["", "## Intended use", "",
-            "Sorting or triaging English, movie-review-like text by overall sentiment, with "
-            "the calibrated probability used to route unclear cases to people "
-            "(`predict --uncertain-band 0.4:0.6`).", "",
-            "## Limitations", "",
-            "- Trained on IMDB reviews only: other domains, languages, sarcasm and mixed "
-            "reviews are less accurate; star ratings 5-6 never occur in IMDB, so genuinely "
-            "mixed reviews were never seen.",
-            "- Long reviews are cut (see above); accuracy by length is in the evaluation "
-            "report (`eval/<split>/report.md`).",
-            "- Two labels only: there is no neutral class; use the uncertain band instead.",
-            "- Reflects the biases of IMDB reviewers; not for decisions about people.", ""]
+    return [
+        "",
+        "## Intended use",
+        "",
+        "Sorting or triaging English, movie-review-like text by overall sentiment, with "
+        "the calibrated probability used to route unclear cases to people "
+        "(`predict --uncertain-band 0.4:0.6`).",
+        "",
+        "## Limitations",
+        "",
+        "- Trained on IMDB reviews only: other domains, languages, sarcasm and mixed "
+        "reviews are less accurate; star ratings 5-6 never occur in IMDB, so genuinely "
+        "mixed reviews were never seen.",
+        "- Long reviews are cut (see above); accuracy by length is in the evaluation "
+        "report (`eval/<split>/report.md`).",
+        "- Two labels only: there is no neutral class; use the uncertain band instead.",
+        "- Reflects the biases of IMDB reviewers; not for decisions about people.",
+        "",
+    ]
 
 
 def write_model_card(model_dir: Path, run_dir: Path | None = None) -> Path:

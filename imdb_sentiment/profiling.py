@@ -64,15 +64,23 @@ class ProfileResult:
     def moved_to(self, folder: Path) -> ProfileResult:
         """The same result with its files named in ``folder`` (a staged run renamed into
         place)."""
-        return ProfileResult(folder, self.steps, self.activities, self.total_self_cpu_ms,
-                             self.top_ops)
+        return ProfileResult(
+            folder, self.steps, self.activities, self.total_self_cpu_ms, self.top_ops
+        )
 
 
 class StepProfiler:
     """``torch.profiler`` over steps ``wait + warmup`` to ``wait + warmup + active - 1``."""
 
-    def __init__(self, folder: Path, *, active: int = DEFAULT_STEPS, wait: int = 1,
-                 warmup: int = 1, top: int = TOP_N) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        active: int = DEFAULT_STEPS,
+        wait: int = 1,
+        warmup: int = 1,
+        top: int = TOP_N,
+    ) -> None:
         self.folder = Path(folder)
         self.active, self.wait, self.warmup, self.top = check_steps(active), wait, warmup, top
         self.result: ProfileResult | None = None
@@ -136,18 +144,25 @@ class StepProfiler:
         cuda = torch.cuda.is_available()
         rows, total = top_operators(averages, self.top, cuda=cuda)
         recorded = min(self.active, max(self._steps_done - self.wait - self.warmup, 0)) or 1
-        self.result = ProfileResult(self.folder, recorded, ["cpu", "cuda"] if cuda else ["cpu"],
-                                    total, rows)
-        write_json(self.folder / TOP_OPS_JSON, {
-            "steps": recorded, "activities": self.result.activities,
-            "total_self_cpu_ms": round(total, 3), "operators": rows,
-        })
+        self.result = ProfileResult(
+            self.folder, recorded, ["cpu", "cuda"] if cuda else ["cpu"], total, rows
+        )
+        write_json(
+            self.folder / TOP_OPS_JSON,
+            {
+                "steps": recorded,
+                "activities": self.result.activities,
+                "total_self_cpu_ms": round(total, 3),
+                "operators": rows,
+            },
+        )
         sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
         write_text(self.folder / TOP_OPS_TXT, averages.table(sort_by=sort, row_limit=self.top))
 
 
-def top_operators(averages: Any, n: int, *, cuda: bool = False
-                  ) -> tuple[list[dict[str, Any]], float]:
+def top_operators(
+    averages: Any, n: int, *, cuda: bool = False
+) -> tuple[list[dict[str, Any]], float]:
     """The ``n`` operators with the most self CPU time, and the self CPU time of all of them
     (ms). Each row: ``op``, ``self_cpu_ms``, ``share`` (of all self CPU time), ``calls`` and,
     with ``cuda``, ``self_cuda_ms``."""
@@ -156,8 +171,12 @@ def top_operators(averages: Any, n: int, *, cuda: bool = False
     rows = []
     for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:n]:
         ms = e.self_cpu_time_total / 1000.0
-        row: dict[str, Any] = {"op": e.key, "self_cpu_ms": round(ms, 3),
-                               "share": round(ms / total, 4) if total else 0.0, "calls": e.count}
+        row: dict[str, Any] = {
+            "op": e.key,
+            "self_cpu_ms": round(ms, 3),
+            "share": round(ms / total, 4) if total else 0.0,
+            "calls": e.count,
+        }
         if cuda:
             row["self_cuda_ms"] = round(getattr(e, "self_device_time_total", 0.0) / 1000.0, 3)
         rows.append(row)
@@ -183,15 +202,18 @@ def trainer_callback(profiler: StepProfiler, log: Callable[[str], None]) -> Any:
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.is_world_process_zero and profiler.stop() is None:
-                log(f"--profile: training ended after {state.global_step} steps, before any "
-                    f"was recorded (the window needs {profiler.needed_steps}); nothing written")
+                log(
+                    f"--profile: training ended after {state.global_step} steps, before any "
+                    f"was recorded (the window needs {profiler.needed_steps}); nothing written"
+                )
 
     return _Profile()
 
 
 @contextmanager
-def profiled_calls(target: Any, attribute: str, profiler: StepProfiler,
-                   label: str) -> Iterator[StepProfiler]:
+def profiled_calls(
+    target: Any, attribute: str, profiler: StepProfiler, label: str
+) -> Iterator[StepProfiler]:
     """Profile while inside: each call of ``target.attribute`` is one step, marked ``label`` in
     the trace. The attribute is put back on leaving, even after an error."""
     from torch.profiler import record_function

@@ -21,8 +21,9 @@ DEFAULT, CONFIG_FILE, SET, FLAG = "default", "config file", "--set", "flag"
 PRECEDENCE = f"{DEFAULT} < recipe:<name>[/cpu|/gpu] < {CONFIG_FILE} < {SET} < {FLAG}"
 
 
-def annotated_yaml(values: dict[str, dict[str, Any]], sources: dict[str, str],
-                   recipe: str | None) -> str:
+def annotated_yaml(
+    values: dict[str, dict[str, Any]], sources: dict[str, str], recipe: str | None
+) -> str:
     """``{section: {name: value}}`` as YAML with each value's source as a trailing comment."""
     lines = [f"# recipe: {recipe or 'none'}; sources: {PRECEDENCE}"]
     for section, items in values.items():
@@ -44,10 +45,16 @@ def sources_path(config_path: str | Path) -> Path:
 def write_sources(config_path: str | Path, sources: dict[str, str], recipe: str | None) -> None:
     """Record ``sources`` for the config file just written at ``config_path``."""
     p = Path(config_path)
-    record = {"config_sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "recipe": recipe,
-              "sources": sources}
-    write_text(sources_path(p), f"# Where each value of {p.name} came from: {PRECEDENCE}.\n"
-               + yaml.safe_dump(record, sort_keys=False))
+    record = {
+        "config_sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+        "recipe": recipe,
+        "sources": sources,
+    }
+    write_text(
+        sources_path(p),
+        f"# Where each value of {p.name} came from: {PRECEDENCE}.\n"
+        + yaml.safe_dump(record, sort_keys=False),
+    )
 
 
 def saved_record(config_path: str | Path) -> dict[str, Any]:
@@ -63,8 +70,7 @@ def saved_record(config_path: str | Path) -> dict[str, Any]:
         return {}  # edited since it was saved: its values are the file's own
     sources = raw.get("sources")
     sources = sources if isinstance(sources, dict) else {}
-    return {"sources": {str(k): str(v) for k, v in sources.items()},
-            "recipe": raw.get("recipe")}
+    return {"sources": {str(k): str(v) for k, v in sources.items()}, "recipe": raw.get("recipe")}
 
 
 def saved_sources(config_path: str | Path) -> dict[str, str]:

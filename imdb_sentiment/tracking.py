@@ -53,8 +53,7 @@ def has_wandb_credentials() -> bool:
     return bool(auth and auth[2])
 
 
-def configure_wandb(run_dir: Path, project: str, run_name: str,
-                    log: Callable[[str], None]) -> None:
+def configure_wandb(run_dir: Path, project: str, run_name: str, log: Callable[[str], None]) -> None:
     """Set the environment the Trainer's W&B callback reads, choosing offline mode if needed."""
     os.environ.setdefault("WANDB_PROJECT", project)
     os.environ.setdefault("WANDB_NAME", run_name)
@@ -88,8 +87,9 @@ def log_config(config: dict[str, Any]) -> None:
         run.config.update({"imdb_sentiment": config}, allow_val_change=True)
 
 
-def log_final(metrics: dict[str, Any], labels: Any, predictions: Any,
-              extra: dict[str, Any] | None = None) -> None:
+def log_final(
+    metrics: dict[str, Any], labels: Any, predictions: Any, extra: dict[str, Any] | None = None
+) -> None:
     """Final metrics into the run summary, plus a confusion matrix chart."""
     run = active_run()
     if run is None:
@@ -117,8 +117,9 @@ def finish() -> None:
 
 
 @contextmanager
-def wandb_eval_run(out_dir: Path, title: str, report_to: str,
-                   log: Callable[[str], None]) -> Iterator[None]:
+def wandb_eval_run(
+    out_dir: Path, title: str, report_to: str, log: Callable[[str], None]
+) -> Iterator[None]:
     """Start a W&B run (``job_type="eval"``) around the report when asked to report.
 
     ``report_to`` is ``none`` (nothing), ``wandb`` or ``auto`` (W&B when installed). An already
@@ -144,16 +145,21 @@ def _eval_scalars(metrics: dict[str, Any]) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for name, iv in metrics["intervals"].items():
         if not name.startswith("_"):
-            payload.update({f"{EVAL_PREFIX}/{name}": iv["value"],
-                            f"{EVAL_PREFIX}/{name}_low": iv["low"],
-                            f"{EVAL_PREFIX}/{name}_high": iv["high"]})
+            payload.update(
+                {
+                    f"{EVAL_PREFIX}/{name}": iv["value"],
+                    f"{EVAL_PREFIX}/{name}_low": iv["low"],
+                    f"{EVAL_PREFIX}/{name}_high": iv["high"],
+                }
+            )
     for key, value in metrics["calibration"].items():
         payload[f"{EVAL_PREFIX}/calibration/{key}"] = value
     return payload
 
 
-def log_eval_report(title: str, metrics: dict[str, Any], errors: pd.DataFrame,
-                    plots: list[Path]) -> bool:
+def log_eval_report(
+    title: str, metrics: dict[str, Any], errors: pd.DataFrame, plots: list[Path]
+) -> bool:
     """Log intervals, slices, the error table and the plots to the active W&B run, if any.
 
     ``metrics`` holds the report's ``intervals``, ``calibration`` and ``slices``. Returns whether
@@ -167,10 +173,12 @@ def log_eval_report(title: str, metrics: dict[str, Any], errors: pd.DataFrame,
     payload = _eval_scalars(metrics)
     slices: list[Any] = [
         [kind, r["slice"], r["n"], r["accuracy"], r["accuracy_low"], r["accuracy_high"]]
-        for kind, rows in metrics["slices"].items() for r in rows
+        for kind, rows in metrics["slices"].items()
+        for r in rows
     ]
     payload[f"{EVAL_PREFIX}/slices"] = wandb.Table(
-        columns=["kind", "slice", "n", "accuracy", "low", "high"], data=slices)
+        columns=["kind", "slice", "n", "accuracy", "low", "high"], data=slices
+    )
     payload[f"{EVAL_PREFIX}/misclassified"] = wandb.Table(dataframe=errors)
     for p in plots:
         payload[f"{EVAL_PREFIX}/plots/{p.stem}"] = wandb.Image(str(p), caption=title)

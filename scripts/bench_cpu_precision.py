@@ -36,28 +36,53 @@ def train_arm(args: argparse.Namespace, precision: str, out_dir: Path) -> dict[s
     from imdb_sentiment.config import resolve
     from imdb_sentiment.training.loop import train
 
-    cfg = resolve(overrides={
-        "model.name": args.model, "data.dir": args.data,
-        "data.max_train_samples": args.train_samples, "data.max_eval_samples": args.eval_samples,
-        "model.max_length": args.max_length, "training.epochs": args.epochs,
-        "training.learning_rate": args.lr, "training.batch_size": args.batch_size,
-        "training.precision": precision, "training.seed": args.seed,
-        "run.output_dir": str(out_dir), "run.name": f"precision-{precision}",
-        "run.report_to": "none",
-    })
+    cfg = resolve(
+        overrides={
+            "model.name": args.model,
+            "data.dir": args.data,
+            "data.max_train_samples": args.train_samples,
+            "data.max_eval_samples": args.eval_samples,
+            "model.max_length": args.max_length,
+            "training.epochs": args.epochs,
+            "training.learning_rate": args.lr,
+            "training.batch_size": args.batch_size,
+            "training.precision": precision,
+            "training.seed": args.seed,
+            "run.output_dir": str(out_dir),
+            "run.name": f"precision-{precision}",
+            "run.report_to": "none",
+        }
+    )
     start = time.perf_counter()
     result = train(cfg, log=lambda line: print(f"[{precision}] {line}", flush=True))
     wall = time.perf_counter() - start
     m = result.metrics
-    keep = ("accuracy", "f1", "roc_auc", "n", "train_samples", "train_runtime_s",
-            "train_samples_per_second", "train_step_samples_per_second", "train_loss",
-            "training_precision", "intervals")
-    return {"precision": precision, "wall_s": round(wall, 1), **{k: m.get(k) for k in keep},
-            "settings": {"learning_rate": cfg.training.learning_rate,
-                         "batch_size": cfg.training.batch_size,
-                         "epochs": cfg.training.epochs, "max_length": cfg.model.max_length,
-                         "truncation": cfg.model.truncation,
-                         "warmup_ratio": cfg.training.warmup_ratio}}
+    keep = (
+        "accuracy",
+        "f1",
+        "roc_auc",
+        "n",
+        "train_samples",
+        "train_runtime_s",
+        "train_samples_per_second",
+        "train_step_samples_per_second",
+        "train_loss",
+        "training_precision",
+        "intervals",
+    )
+    return {
+        "precision": precision,
+        "wall_s": round(wall, 1),
+        **{k: m.get(k) for k in keep},
+        "settings": {
+            "learning_rate": cfg.training.learning_rate,
+            "batch_size": cfg.training.batch_size,
+            "epochs": cfg.training.epochs,
+            "max_length": cfg.model.max_length,
+            "truncation": cfg.model.truncation,
+            "warmup_ratio": cfg.training.warmup_ratio,
+        },
+    }
 
 
 def _batches(args: argparse.Namespace, tokenizer: Any) -> list[dict[str, Any]]:
@@ -67,12 +92,13 @@ def _batches(args: argparse.Namespace, tokenizer: Any) -> list[dict[str, Any]]:
     from imdb_sentiment.modeling.tokenization import encode
 
     frame = sample(load_split(args.data, "train"), args.batch_size * args.steps, args.seed)
-    enc = encode(tokenizer, frame["text"].tolist(), args.max_length, "head+tail",
-                 args.max_length // 4)
+    enc = encode(
+        tokenizer, frame["text"].tolist(), args.max_length, "head+tail", args.max_length // 4
+    )
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     labels = frame["label"].astype(int).tolist()
     rows = [{"input_ids": ids, "labels": y} for ids, y in zip(enc.input_ids, labels, strict=True)]
-    return [collate(rows[i:i + args.batch_size]) for i in range(0, len(rows), args.batch_size)]
+    return [collate(rows[i : i + args.batch_size]) for i in range(0, len(rows), args.batch_size)]
 
 
 def steps_arm(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,16 +143,36 @@ def steps_arm(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _child_steps(args: argparse.Namespace, cap: str | None, steps: int,
-                 warmup: int) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA",
-                                                            "DNNL_MAX_CPU_ISA")}
+def _child_steps(
+    args: argparse.Namespace, cap: str | None, steps: int, warmup: int
+) -> dict[str, Any]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+    }
     if cap:
         env["ONEDNN_MAX_CPU_ISA"] = cap
-    cmd = [sys.executable, __file__, "--steps-only", "--data", args.data, "--model", args.model,
-           "--max-length", str(args.max_length), "--batch-size", str(args.batch_size),
-           "--steps", str(steps), "--warmup-steps", str(warmup), "--lr", str(args.lr),
-           "--seed", str(args.seed), *(["--threads", str(args.threads)] if args.threads else [])]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--steps-only",
+        "--data",
+        args.data,
+        "--model",
+        args.model,
+        "--max-length",
+        str(args.max_length),
+        "--batch-size",
+        str(args.batch_size),
+        "--steps",
+        str(steps),
+        "--warmup-steps",
+        str(warmup),
+        "--lr",
+        str(args.lr),
+        "--seed",
+        str(args.seed),
+        *(["--threads", str(args.threads)] if args.threads else []),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {"onednn_max_cpu_isa": cap, "error": done.stderr.strip().splitlines()[-1:]}
@@ -146,8 +192,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--steps", type=int, default=24, help="batches timed per ISA cap")
     parser.add_argument("--warmup-steps", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (1 keeps timings stable on a shared machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (1 keeps timings stable on a shared machine)",
+    )
     parser.add_argument("--steps-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--out", default="docs/results/cpu_precision.json")
@@ -163,21 +213,25 @@ def main() -> None:
     from imdb_sentiment.hardware import cpu_bf16_unit, cpu_flags
 
     report: dict[str, Any] = {
-        "cpu": cpu_name(), "cores": os.cpu_count(),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
         "bf16_flags": sorted(cpu_flags() & {"amx_bf16", "avx512_bf16", "amx_tile"}),
-        "bf16_unit": cpu_bf16_unit(), "data": args.data, "model": args.model,
+        "bf16_unit": cpu_bf16_unit(),
+        "data": args.data,
+        "model": args.model,
         "torch_threads": args.threads or "default",
         "load_average_start": os.getloadavg(),
         "note": "shared machine: other work ran on the same cores; compare arms only "
-                "within this run",
+        "within this run",
     }
     if not args.skip_training:
         with tempfile.TemporaryDirectory() as tmp:
             report["training"] = [train_arm(args, p, Path(tmp)) for p in ("fp32", "bf16")]
     # Emulated bf16 (AVX2) is an order of magnitude slower: a few steps show it.
-    report["steps"] = [_child_steps(args, cap, *((args.steps, args.warmup_steps)
-                                                 if key != "avx2" else (3, 1)))
-                       for key, cap in ISA_CAPS.items()]
+    report["steps"] = [
+        _child_steps(args, cap, *((args.steps, args.warmup_steps) if key != "avx2" else (3, 1)))
+        for key, cap in ISA_CAPS.items()
+    ]
     report["load_average_end"] = os.getloadavg()
     import torch
 

@@ -38,10 +38,23 @@ import numpy as np
 
 from imdb_sentiment.hardware import cpu_name
 
-ARMS = ("pipeline", "pipeline-b32", "torch-auto", "torch-fp32", "torch-bf16", "torch-int8",
-        "onnx-fp32", "onnx-int8")
-CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
-                 "MKL_ENABLE_INSTRUCTIONS", "FBGEMM_ENABLE_INSTRUCTIONS")
+ARMS = (
+    "pipeline",
+    "pipeline-b32",
+    "torch-auto",
+    "torch-fp32",
+    "torch-bf16",
+    "torch-int8",
+    "onnx-fp32",
+    "onnx-int8",
+)
+CAP_VARIABLES = (
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "FBGEMM_ENABLE_INSTRUCTIONS",
+)
 LABELS = {
     "pipeline": "transformers pipeline (default batch size)",
     "pipeline-b32": "transformers pipeline, batch 32",
@@ -59,8 +72,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_pipeline(model_dir: Path, texts: list[str], max_length: int,
-                 batch_size: int | None) -> np.ndarray:
+def run_pipeline(
+    model_dir: Path, texts: list[str], max_length: int, batch_size: int | None
+) -> np.ndarray:
     """Positive-class probabilities from ``transformers.pipeline`` as people usually call it."""
     from transformers import pipeline
 
@@ -78,8 +92,9 @@ def run_pipeline(model_dir: Path, texts: list[str], max_length: int,
     return np.asarray([elapsed, *probs])
 
 
-def run_predictor(run: Path, texts: list[str], max_length: int, arm: str,
-                  batch_size: int) -> np.ndarray:
+def run_predictor(
+    run: Path, texts: list[str], max_length: int, arm: str, batch_size: int
+) -> np.ndarray:
     from imdb_sentiment.inference.predictor import Predictor
 
     backend = {"onnx-fp32": "onnx", "onnx-int8": "onnx-int8"}.get(arm, "torch")
@@ -112,10 +127,16 @@ def worker(args: argparse.Namespace) -> None:
         res = run_pipeline(find_model_dir(args.run), texts, args.max_length, batch)
     else:
         res = run_predictor(Path(args.run), texts, args.max_length, args.worker, args.batch_size)
-    Path(args.result).write_text(json.dumps({
-        "seconds": float(res[0]), "probs": res[1:].tolist(),
-        "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": rss_before,
-    }))
+    Path(args.result).write_text(
+        json.dumps(
+            {
+                "seconds": float(res[0]),
+                "probs": res[1:].tolist(),
+                "peak_rss_mb": peak_rss_mb(),
+                "rss_after_imports_mb": rss_before,
+            }
+        )
+    )
 
 
 def pick_reviews(run: Path, data: str | None, split: str, n: int) -> Any:
@@ -150,8 +171,10 @@ def markdown(report: dict[str, Any]) -> str:
         agree = "-" if r.get("agreement") is None else f"{r['agreement']:.2%}"
         dp = "-" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.4f}"
         label = LABELS[r["arm"]] + (f" [{r['precision']}]" if r.get("precision") else "")
-        lines.append(f"| {label} | {r['reviews_per_s']:.1f} | {speed} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['accuracy']:.4f} | {dacc} | {agree} | {dp} |")
+        lines.append(
+            f"| {label} | {r['reviews_per_s']:.1f} | {speed} | "
+            f"{r['peak_rss_mb']:.0f} | {r['accuracy']:.4f} | {dacc} | {agree} | {dp} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -191,9 +214,22 @@ def main() -> None:
         frame[["text"]].to_parquet(reviews)
         for arm in arms:
             out = Path(tmp) / f"{arm}.json"
-            cmd = [sys.executable, __file__, "--run", str(run), "--worker", arm, "--reviews",
-                   str(reviews), "--result", str(out), "--max-length", str(args.max_length),
-                   "--batch-size", str(args.batch_size)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--run",
+                str(run),
+                "--worker",
+                arm,
+                "--reviews",
+                str(reviews),
+                "--result",
+                str(out),
+                "--max-length",
+                str(args.max_length),
+                "--batch-size",
+                str(args.batch_size),
+            ]
             print(f"[{arm}] running on {len(frame):,} reviews ...", file=sys.stderr, flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -205,7 +241,8 @@ def main() -> None:
             probs = np.asarray(raw["probs"])
             ran = [x for x in proc.stderr.splitlines() if x.startswith("precision ")]
             results[arm] = {
-                "arm": arm, "seconds": raw["seconds"],
+                "arm": arm,
+                "seconds": raw["seconds"],
                 "reviews_per_s": len(frame) / raw["seconds"],
                 "peak_rss_mb": raw["peak_rss_mb"],
                 "accuracy": float(np.mean(predicted_labels(probs) == labels)),
@@ -213,8 +250,12 @@ def main() -> None:
             }
             if ran:
                 results[arm]["precision"] = ran[-1].split()[1]
-            print(f"[{arm}] {results[arm]['reviews_per_s']:.1f} reviews/s, accuracy "
-                  f"{results[arm]['accuracy']:.4f}", file=sys.stderr, flush=True)
+            print(
+                f"[{arm}] {results[arm]['reviews_per_s']:.1f} reviews/s, accuracy "
+                f"{results[arm]['accuracy']:.4f}",
+                file=sys.stderr,
+                flush=True,
+            )
     ref = results.get("torch-fp32", {}).get("probs")
     rows = []
     for arm in arms:
@@ -227,13 +268,20 @@ def main() -> None:
     for r in rows:
         r.pop("probs", None)
     report = {
-        "n": len(frame), "max_length": args.max_length, "split": args.split, "run": str(run),
-        "batch_size": args.batch_size, "cpu": cpu_name(), "cores": os.cpu_count(),
-        "native_bf16": cpu_has_native_bf16(), "int8_kernel": int8_kernel(),
+        "n": len(frame),
+        "max_length": args.max_length,
+        "split": args.split,
+        "run": str(run),
+        "batch_size": args.batch_size,
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "native_bf16": cpu_has_native_bf16(),
+        "int8_kernel": int8_kernel(),
         "emulation": " ".join(f"{k}={os.environ[k]}" for k in CAP_VARIABLES if k in os.environ),
         "onnxruntime_note": "ONNX Runtime (MLAS) dispatches on cpuid and reads none of the caps",
         "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__, "arms": rows,
+        "onnxruntime": onnxruntime.__version__,
+        "arms": rows,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)

@@ -35,9 +35,14 @@ def main() -> None:
         data.mkdir()
         for name in (MANIFEST, f"{args.split}.parquet"):
             shutil.copyfile(Path(args.data) / name, data / name)
-        cfg = resolve(overrides={"model.name": args.model, "data.dir": str(data),
-                                 "model.max_length": args.max_length,
-                                 "model.truncation": args.truncation})
+        cfg = resolve(
+            overrides={
+                "model.name": args.model,
+                "data.dir": str(data),
+                "model.max_length": args.max_length,
+                "model.truncation": args.truncation,
+            }
+        )
         frame = load_split(data, args.split)
         tokenizer = load_tokenizer(resolve_model_name(args.model))
         rows = []
@@ -45,15 +50,29 @@ def main() -> None:
             start = time.perf_counter()
             reviews = encoded_reviews(tokenizer, frame, cfg)
             first_batch = [reviews[i] for i in range(64)]  # as the loader reads them
-            rows.append({"cache": reviews.cache, "seconds": round(time.perf_counter() - start, 2),
-                         "tokens": int(reviews.offsets[-1]), "batch_rows": len(first_batch)})
+            rows.append(
+                {
+                    "cache": reviews.cache,
+                    "seconds": round(time.perf_counter() - start, 2),
+                    "tokens": int(reviews.offsets[-1]),
+                    "batch_rows": len(first_batch),
+                }
+            )
         size = sum(f.stat().st_size for f in (data / CACHE_DIR).glob("*.npz"))
-    report = {"data": args.data, "split": args.split, "rows": len(frame), "model": args.model,
-              "max_length": args.max_length, "truncation": args.truncation,
-              "cache_file_mb": round(size / 2**20, 1), "runs": rows,
-              "saved_seconds": round(rows[0]["seconds"] - rows[1]["seconds"], 2),
-              "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
-              "note": "shared 2-core machine: other work ran on the same cores"}
+    report = {
+        "data": args.data,
+        "split": args.split,
+        "rows": len(frame),
+        "model": args.model,
+        "max_length": args.max_length,
+        "truncation": args.truncation,
+        "cache_file_mb": round(size / 2**20, 1),
+        "runs": rows,
+        "saved_seconds": round(rows[0]["seconds"] - rows[1]["seconds"], 2),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "note": "shared 2-core machine: other work ran on the same cores",
+    }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -51,36 +51,59 @@ def plain_arm(args: argparse.Namespace) -> dict[str, Any]:
 
     class Reviews:
         def __init__(self, frame: Any) -> None:
-            self.enc = tok(frame["text"].tolist(), truncation=True, max_length=args.max_length,
-                           padding="max_length")
+            self.enc = tok(
+                frame["text"].tolist(),
+                truncation=True,
+                max_length=args.max_length,
+                padding="max_length",
+            )
             self.labels = frame["label"].astype(int).tolist()
 
         def __len__(self) -> int:
             return len(self.labels)
 
         def __getitem__(self, i: int) -> dict[str, Any]:
-            return {"input_ids": self.enc["input_ids"][i],
-                    "attention_mask": self.enc["attention_mask"][i], "labels": self.labels[i]}
+            return {
+                "input_ids": self.enc["input_ids"][i],
+                "attention_mask": self.enc["attention_mask"][i],
+                "labels": self.labels[i],
+            }
 
     model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=2)
     with tempfile.TemporaryDirectory() as out:
-        targs = TrainingArguments(output_dir=out, learning_rate=2e-5, num_train_epochs=args.epochs,
-                                  per_device_train_batch_size=16, per_device_eval_batch_size=64,
-                                  weight_decay=0.01, eval_strategy="no", save_strategy="no",
-                                  report_to=[], seed=args.seed, use_cpu=args.cpu,
-                                  disable_tqdm=True)
+        targs = TrainingArguments(
+            output_dir=out,
+            learning_rate=2e-5,
+            num_train_epochs=args.epochs,
+            per_device_train_batch_size=16,
+            per_device_eval_batch_size=64,
+            weight_decay=0.01,
+            eval_strategy="no",
+            save_strategy="no",
+            report_to=[],
+            seed=args.seed,
+            use_cpu=args.cpu,
+            disable_tqdm=True,
+        )
         recorder = ProcessRecorder()
-        trainer = Trainer(model=model, args=targs, train_dataset=Reviews(train),  # type: ignore[arg-type]
-                          callbacks=[recorder.callback()])
+        trainer = Trainer(
+            model=model,
+            args=targs,
+            train_dataset=Reviews(train),  # type: ignore[arg-type]
+            callbacks=[recorder.callback()],
+        )
         out_metrics = trainer.train().metrics
         pred = trainer.predict(Reviews(val))  # type: ignore[arg-type]
     accuracy = float((np.argmax(pred.predictions, axis=1) == pred.label_ids).mean())
-    return {"train_samples_per_second": out_metrics["train_samples_per_second"],
-            "train_step_samples_per_second":
-                ProcessRecorder.step_throughput(recorder.gather("cpu")),
-            "train_runtime_s": out_metrics["train_runtime"], "accuracy": accuracy,
-            "validation_reviews": len(val), "train_reviews": len(train),
-            "settings": "head truncation, pad to max_length, lr 2e-5, batch 16"}
+    return {
+        "train_samples_per_second": out_metrics["train_samples_per_second"],
+        "train_step_samples_per_second": ProcessRecorder.step_throughput(recorder.gather("cpu")),
+        "train_runtime_s": out_metrics["train_runtime"],
+        "accuracy": accuracy,
+        "validation_reviews": len(val),
+        "train_reviews": len(train),
+        "settings": "head truncation, pad to max_length, lr 2e-5, batch 16",
+    }
 
 
 def ours_arm(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,22 +111,34 @@ def ours_arm(args: argparse.Namespace) -> dict[str, Any]:
     from imdb_sentiment.training.loop import train
 
     with tempfile.TemporaryDirectory() as runs:
-        cfg = resolve(overrides={
-            "model.name": args.model, "data.dir": args.data, "model.max_length": args.max_length,
-            "data.max_train_samples": args.train_samples,
-            "data.max_eval_samples": args.eval_samples, "training.seed": args.seed,
-            "training.epochs": args.epochs, "training.learning_rate": args.lr,
-            "training.batch_size": 16,  # what the settings below say, whatever the recipe
-            "run.output_dir": runs, "run.name": "bench", "run.report_to": "none",
-        })
+        cfg = resolve(
+            overrides={
+                "model.name": args.model,
+                "data.dir": args.data,
+                "model.max_length": args.max_length,
+                "data.max_train_samples": args.train_samples,
+                "data.max_eval_samples": args.eval_samples,
+                "training.seed": args.seed,
+                "training.epochs": args.epochs,
+                "training.learning_rate": args.lr,
+                "training.batch_size": 16,  # what the settings below say, whatever the recipe
+                "run.output_dir": runs,
+                "run.name": "bench",
+                "run.report_to": "none",
+            }
+        )
         result = train(cfg, log=lambda _m: None)
     m = result.metrics
-    return {"train_samples_per_second": m["train_samples_per_second"],
-            "train_step_samples_per_second": m["train_step_samples_per_second"],
-            "train_runtime_s": m["train_runtime_s"], "accuracy": m["accuracy"],
-            "validation_reviews": m["n"], "train_reviews": m["train_samples"],
-            "settings": f"{cfg.model.truncation} truncation, dynamic padding, lr {args.lr}, "
-                        "batch 16, best-epoch checkpoint"}
+    return {
+        "train_samples_per_second": m["train_samples_per_second"],
+        "train_step_samples_per_second": m["train_step_samples_per_second"],
+        "train_runtime_s": m["train_runtime_s"],
+        "accuracy": m["accuracy"],
+        "validation_reviews": m["n"],
+        "train_reviews": m["train_samples"],
+        "settings": f"{cfg.model.truncation} truncation, dynamic padding, lr {args.lr}, "
+        "batch 16, best-epoch checkpoint",
+    }
 
 
 def main() -> None:
@@ -129,28 +164,41 @@ def main() -> None:
     results: dict[str, Any] = {}
     for arm in ("plain", "ours"):
         start = time.time()
-        proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--arm", arm],
-                              capture_output=True, text=True, env={**os.environ})
+        proc = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--arm", arm],
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+        )
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
             sys.exit(f"arm {arm} failed:\n{proc.stderr[-2000:]}")
         results[arm] = {**json.loads(line[7:]), "wall_s": round(time.time() - start, 1)}
-        print(f"{arm:>6}: {results[arm]['accuracy']:.2%} on "
-              f"{results[arm]['validation_reviews']} validation reviews, "
-              f"{results[arm]['train_samples_per_second']:.2f} train samples/s end to end, "
-              f"{results[arm]['train_step_samples_per_second']:.2f} in training steps "
-              f"({results[arm]['settings']})", flush=True)
-    results["speed_ratio"] = (results["ours"]["train_samples_per_second"]
-                              / results["plain"]["train_samples_per_second"])
-    results["step_speed_ratio"] = (results["ours"]["train_step_samples_per_second"]
-                                   / results["plain"]["train_step_samples_per_second"])
-    results["accuracy_gain_points"] = 100 * (results["ours"]["accuracy"]
-                                             - results["plain"]["accuracy"])
+        print(
+            f"{arm:>6}: {results[arm]['accuracy']:.2%} on "
+            f"{results[arm]['validation_reviews']} validation reviews, "
+            f"{results[arm]['train_samples_per_second']:.2f} train samples/s end to end, "
+            f"{results[arm]['train_step_samples_per_second']:.2f} in training steps "
+            f"({results[arm]['settings']})",
+            flush=True,
+        )
+    results["speed_ratio"] = (
+        results["ours"]["train_samples_per_second"] / results["plain"]["train_samples_per_second"]
+    )
+    results["step_speed_ratio"] = (
+        results["ours"]["train_step_samples_per_second"]
+        / results["plain"]["train_step_samples_per_second"]
+    )
+    results["accuracy_gain_points"] = 100 * (
+        results["ours"]["accuracy"] - results["plain"]["accuracy"]
+    )
     results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     results["command"] = " ".join(["python", "scripts/bench_training.py", *sys.argv[1:]])
-    print(f"speed ratio {results['speed_ratio']:.2f}x end to end, "
-          f"{results['step_speed_ratio']:.2f}x in training steps, accuracy "
-          f"{results['accuracy_gain_points']:+.1f} points")
+    print(
+        f"speed ratio {results['speed_ratio']:.2f}x end to end, "
+        f"{results['step_speed_ratio']:.2f}x in training steps, accuracy "
+        f"{results['accuracy_gain_points']:+.1f} points"
+    )
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

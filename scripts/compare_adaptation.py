@@ -43,8 +43,9 @@ def run(cmd: list[str], log: Path) -> float:
     return wall
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0,
-                     samples: int = 2000) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, seed: int = 0, samples: int = 2000
+) -> tuple[float, float, float]:
     """Mean of b - a (per-review correctness) and its 95% percentile interval."""
     rng = np.random.default_rng(seed)
     diff = b.astype(float) - a.astype(float)
@@ -57,18 +58,25 @@ def train_result(run_dir: Path, wall: float) -> dict[str, Any]:
     payload = json.loads((run_dir / "metrics.json").read_text())
     metrics = payload["metrics"]
     iv = (metrics.get("intervals") or {}).get("accuracy") or {}
-    return {"state": payload.get("state"), "accuracy": metrics["accuracy"],
-            "accuracy_low": iv.get("low"), "accuracy_high": iv.get("high"),
-            "validation_samples": metrics["validation_samples"],
-            "train_samples": metrics["train_samples"],
-            "train_runtime_s": metrics.get("train_runtime_s"), "wall_s": round(wall, 1)}
+    return {
+        "state": payload.get("state"),
+        "accuracy": metrics["accuracy"],
+        "accuracy_low": iv.get("low"),
+        "accuracy_high": iv.get("high"),
+        "validation_samples": metrics["validation_samples"],
+        "train_samples": metrics["train_samples"],
+        "train_runtime_s": metrics.get("train_runtime_s"),
+        "wall_s": round(wall, 1),
+    }
 
 
 def training_settings(run_dir: Path) -> dict[str, Any]:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return {"training": cfg["training"],
-            "model": {k: v for k, v in cfg["model"].items() if k != "name"},
-            "data": cfg["data"]}
+    return {
+        "training": cfg["training"],
+        "model": {k: v for k, v in cfg["model"].items() if k != "name"},
+        "data": cfg["data"],
+    }
 
 
 def main() -> None:
@@ -78,8 +86,11 @@ def main() -> None:
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--adapt-texts", type=int, default=2000)
     ap.add_argument("--adapt-max-length", type=int, default=128)
-    ap.add_argument("--adapt-extra", default="--no-pack --precision bf16 --holdout 200",
-                    help="further adapt flags, one string")
+    ap.add_argument(
+        "--adapt-extra",
+        default="--no-pack --precision bf16 --holdout 200",
+        help="further adapt flags, one string",
+    )
     ap.add_argument("--train-samples", type=int, default=2000)
     ap.add_argument("--eval-samples", type=int, default=1000)
     ap.add_argument("--max-length", type=int, default=128)
@@ -94,10 +105,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     result: dict[str, Any] = {
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_at_start": os.getloadavg()},
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": os.getloadavg(),
+        },
         "note": "other jobs shared the CPU; wall times are noisy, accuracies are not affected",
-        "runs": {}, "paired": {},
+        "runs": {},
+        "paired": {},
     }
 
     def save() -> None:
@@ -105,35 +121,82 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=2) + "\n")
 
     adapted = runs / "adapted" / "model"
-    adapt_cmd = [*CLI, "adapt", "--model", args.model, "--data", args.data,
-                 "--unlabelled", args.unlabelled, "--include-train", "--drop-overlap",
-                 "--max-texts", str(args.adapt_texts), "--max-length", str(args.adapt_max_length),
-                 "--epochs", "1", "--report-to", "none", "--output-dir", str(runs),
-                 "--run-name", "adapted", *args.adapt_extra.split()]
+    adapt_cmd = [
+        *CLI,
+        "adapt",
+        "--model",
+        args.model,
+        "--data",
+        args.data,
+        "--unlabelled",
+        args.unlabelled,
+        "--include-train",
+        "--drop-overlap",
+        "--max-texts",
+        str(args.adapt_texts),
+        "--max-length",
+        str(args.adapt_max_length),
+        "--epochs",
+        "1",
+        "--report-to",
+        "none",
+        "--output-dir",
+        str(runs),
+        "--run-name",
+        "adapted",
+        *args.adapt_extra.split(),
+    ]
     # None: reused from an earlier invocation.
     wall = None if (adapted / "config.json").is_file() else run(adapt_cmd, work / "adapt.log")
     manifest = json.loads((runs / "adapted" / "adapt_manifest.json").read_text())
-    result["adapt"] = {"command": "imdb-sentiment " + " ".join(adapt_cmd[3:]),
-                       "wall_s": wall, "used": manifest["used"], "result": manifest["result"],
-                       "corpus": manifest["corpus"],
-                       "fresh_mlm_head": manifest.get("fresh_mlm_head")}
+    result["adapt"] = {
+        "command": "imdb-sentiment " + " ".join(adapt_cmd[3:]),
+        "wall_s": wall,
+        "used": manifest["used"],
+        "result": manifest["result"],
+        "corpus": manifest["corpus"],
+        "fresh_mlm_head": manifest.get("fresh_mlm_head"),
+    }
     save()
 
     for seed in args.seeds:
         for arm, model in (("plain", args.model), ("adapted", str(adapted))):
             name = f"{arm}-seed{seed}"
-            cmd = [*CLI, "train", "--model", model, "--data", args.data,
-                   "--max-train-samples", str(args.train_samples), "--max-length",
-                   str(args.max_length), "--epochs", "1", "--lr", args.lr,
-                   "--max-eval-samples", str(args.eval_samples), "--seed", str(seed),
-                   "--report-to", "none", "--output-dir", str(runs), "--run-name", name]
+            cmd = [
+                *CLI,
+                "train",
+                "--model",
+                model,
+                "--data",
+                args.data,
+                "--max-train-samples",
+                str(args.train_samples),
+                "--max-length",
+                str(args.max_length),
+                "--epochs",
+                "1",
+                "--lr",
+                args.lr,
+                "--max-eval-samples",
+                str(args.eval_samples),
+                "--seed",
+                str(seed),
+                "--report-to",
+                "none",
+                "--output-dir",
+                str(runs),
+                "--run-name",
+                name,
+            ]
             if not (runs / name / "metrics.json").is_file():
                 wall = run(cmd, work / f"{name}.log")
                 result["runs"][name] = train_result(runs / name, wall)
             else:
                 kept = result["runs"].get(name) or {}  # reused: no new wall time
-                result["runs"][name] = {**train_result(runs / name, 0.0),
-                                        "wall_s": kept.get("wall_s")}
+                result["runs"][name] = {
+                    **train_result(runs / name, 0.0),
+                    "wall_s": kept.get("wall_s"),
+                }
             result["runs"][name]["command"] = "imdb-sentiment " + " ".join(cmd[3:])
             save()
         plain, adapt_ = runs / f"plain-seed{seed}", runs / f"adapted-seed{seed}"
@@ -144,9 +207,13 @@ def main() -> None:
         b = pd.read_parquet(adapt_ / "validation_predictions.parquet")
         assert a["text"].tolist() == b["text"].tolist(), "the arms saw different validation"
         diff, low, high = paired_bootstrap(a["correct"].to_numpy(), b["correct"].to_numpy(), seed)
-        result["paired"][f"seed{seed}"] = {"accuracy_gain": diff, "low": low, "high": high,
-                                           "same_training_settings": same,
-                                           "validation_reviews": len(a)}
+        result["paired"][f"seed{seed}"] = {
+            "accuracy_gain": diff,
+            "low": low,
+            "high": high,
+            "same_training_settings": same,
+            "validation_reviews": len(a),
+        }
         save()
 
     for arm in ("plain", "adapted"):
@@ -154,8 +221,12 @@ def main() -> None:
         result[f"{arm}_mean_accuracy"] = float(np.mean(accs))
     result["machine"]["load_average_at_end"] = os.getloadavg()
     save()
-    print(json.dumps({k: result[k] for k in ("plain_mean_accuracy", "adapted_mean_accuracy",
-                                             "paired")}, indent=2))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("plain_mean_accuracy", "adapted_mean_accuracy", "paired")},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

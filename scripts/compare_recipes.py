@@ -53,8 +53,9 @@ def arm_flags(arm: dict[str, Any]) -> list[str]:
     flags: list[str] = []
     for key, value in arm["settings"].items():
         flag = ARM_KEYS[key]
-        flags += ["--set", flag.split(" ", 1)[1] + value] if flag.startswith("--set") \
-            else [flag, value]
+        flags += (
+            ["--set", flag.split(" ", 1)[1] + value] if flag.startswith("--set") else [flag, value]
+        )
     return flags
 
 
@@ -72,19 +73,40 @@ def machine() -> str:
         pass
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     extras = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    return (f"CPU {cpu} ({os.cpu_count()} cores visible, {', '.join(extras) or 'no bf16'}), "
-            f"torch {torch.__version__}")
+    return (
+        f"CPU {cpu} ({os.cpu_count()} cores visible, {', '.join(extras) or 'no bf16'}), "
+        f"torch {torch.__version__}"
+    )
 
 
 def run_arm(arm: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     name = "arm-" + "".join(c if c.isalnum() or c in "-." else "_" for c in arm["name"])
     command = [
-        str(Path(sys.executable).parent / "imdb-sentiment"), "train",
-        "--model", args.model, "--max-train-samples", str(args.train_samples),
-        "--max-length", str(args.max_length), "--epochs", str(args.epochs),
-        "--data", args.data, "--max-eval-samples", str(args.eval_samples),
-        "--seed", str(args.seed), "--precision", args.precision, "--report-to", "none",
-        "--output-dir", args.output, "--run-name", name, "--overwrite",
+        str(Path(sys.executable).parent / "imdb-sentiment"),
+        "train",
+        "--model",
+        args.model,
+        "--max-train-samples",
+        str(args.train_samples),
+        "--max-length",
+        str(args.max_length),
+        "--epochs",
+        str(args.epochs),
+        "--data",
+        args.data,
+        "--max-eval-samples",
+        str(args.eval_samples),
+        "--seed",
+        str(args.seed),
+        "--precision",
+        args.precision,
+        "--report-to",
+        "none",
+        "--output-dir",
+        args.output,
+        "--run-name",
+        name,
+        "--overwrite",
         *arm_flags(arm),
     ]
     print(f"[{arm['name']}] {shlex.join(command)}", flush=True)
@@ -95,16 +117,23 @@ def run_arm(arm: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(done.stdout + done.stderr, encoding="utf-8")
     if done.returncode != 0:
-        return {"arm": arm, "command": shlex.join(command), "failed": done.returncode,
-                "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+        return {
+            "arm": arm,
+            "command": shlex.join(command),
+            "failed": done.returncode,
+            "error": (done.stderr.strip().splitlines() or ["?"])[-1],
+        }
     run_dir = Path(args.output) / name
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     config = (run_dir / "config.yaml").read_text()
     sources = run_dir / "config_sources.yaml"
     preds = pd.read_parquet(run_dir / "validation_predictions.parquet")
     return {
-        "arm": arm, "command": shlex.join(command), "run_dir": str(run_dir),
-        "wall_s": round(wall, 1), "train_runtime_s": metrics.get("train_runtime_s"),
+        "arm": arm,
+        "command": shlex.join(command),
+        "run_dir": str(run_dir),
+        "wall_s": round(wall, 1),
+        "train_runtime_s": metrics.get("train_runtime_s"),
         "validation": {k: metrics[k] for k in ("n", "accuracy", "f1", "roc_auc", "log_loss")},
         "validation_accuracy_interval": (metrics.get("intervals") or {}).get("accuracy"),
         "config": config,
@@ -128,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--precision", default="fp32",
-                        help="pinned so that every arm computes the same way")
+    parser.add_argument(
+        "--precision", default="fp32", help="pinned so that every arm computes the same way"
+    )
     parser.add_argument("--output", default="runs/compare-recipes")
     parser.add_argument("--json", dest="json_path", required=True)
     args = parser.parse_args(argv)
@@ -139,10 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": shlex.join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
         "machine": machine(),
-        "data": args.data, "split": "validation (carved from train)",
-        "train_samples": args.train_samples, "validation_samples": args.eval_samples,
-        "max_length": args.max_length, "epochs": args.epochs, "seed": args.seed,
-        "precision": args.precision, "model": args.model,
+        "data": args.data,
+        "split": "validation (carved from train)",
+        "train_samples": args.train_samples,
+        "validation_samples": args.eval_samples,
+        "max_length": args.max_length,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "precision": args.precision,
+        "model": args.model,
     }
     results: list[dict[str, Any]] = []
     for arm in args.arms:
@@ -150,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         first, last = results[0], results[-1]
         if len(results) > 1 and "_labels" in first and "_labels" in last:
             last["paired_vs_first"] = paired_accuracy_difference(
-                first["_labels"], first["_probabilities"], last["_probabilities"])
+                first["_labels"], first["_probabilities"], last["_probabilities"]
+            )
         meta["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         write_json(args.json_path, {"meta": meta, "arms": [public(r) for r in results]})
         acc = last.get("validation", {}).get("accuracy")

@@ -32,10 +32,11 @@ from imdb_sentiment.hardware import cpu_name
 from imdb_sentiment.metrics.intervals import paired_accuracy_difference
 
 CLI = [sys.executable, "-m", "imdb_sentiment"]
-RECIPE_KEYS = {"model": ("name", "max_length", "truncation"),
-               "data": ("max_train_samples", "max_eval_samples"),
-               "training": ("learning_rate", "epochs", "batch_size", "warmup_ratio", "seed",
-                            "precision")}
+RECIPE_KEYS = {
+    "model": ("name", "max_length", "truncation"),
+    "data": ("max_train_samples", "max_eval_samples"),
+    "training": ("learning_rate", "epochs", "batch_size", "warmup_ratio", "seed", "precision"),
+}
 
 
 def run(cmd: list[str], log: Path, lock: str | None = None) -> float:
@@ -52,7 +53,7 @@ def run(cmd: list[str], log: Path, lock: str | None = None) -> float:
 
 
 def shown(cmd: list[str]) -> str:
-    return "imdb-sentiment " + " ".join(cmd[len(CLI):])
+    return "imdb-sentiment " + " ".join(cmd[len(CLI) :])
 
 
 def recipe(run_dir: Path) -> dict[str, Any]:
@@ -64,29 +65,61 @@ def recipe(run_dir: Path) -> dict[str, Any]:
 def run_result(run_dir: Path, wall: float | None) -> dict[str, Any]:
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     iv = (metrics.get("intervals") or {}).get("accuracy") or {}
-    return {"accuracy": metrics["accuracy"], "accuracy_low": iv.get("low"),
-            "accuracy_high": iv.get("high"), "validation_samples": metrics["validation_samples"],
-            "train_samples": metrics["train_samples"],
-            "train_runtime_s": metrics.get("train_runtime_s"),
-            "wall_s": None if wall is None else round(wall, 1)}
+    return {
+        "accuracy": metrics["accuracy"],
+        "accuracy_low": iv.get("low"),
+        "accuracy_high": iv.get("high"),
+        "validation_samples": metrics["validation_samples"],
+        "train_samples": metrics["train_samples"],
+        "train_runtime_s": metrics.get("train_runtime_s"),
+        "wall_s": None if wall is None else round(wall, 1),
+    }
 
 
 def train_cmd(args: argparse.Namespace, seed: int, name: str, extra: list[str]) -> list[str]:
-    return [*CLI, "train", "--model", args.model, "--data", args.data,
-            "--max-train-samples", str(args.train_samples), "--max-length", str(args.max_length),
-            "--epochs", str(args.epochs), "--seed", str(seed), "--report-to", "none",
-            "--no-reference", "--output-dir", str(args.runs), "--run-name", name, *extra]
+    return [
+        *CLI,
+        "train",
+        "--model",
+        args.model,
+        "--data",
+        args.data,
+        "--max-train-samples",
+        str(args.train_samples),
+        "--max-length",
+        str(args.max_length),
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        str(seed),
+        "--report-to",
+        "none",
+        "--no-reference",
+        "--output-dir",
+        str(args.runs),
+        "--run-name",
+        name,
+        *extra,
+    ]
 
 
-def one_seed(args: argparse.Namespace, seed: int, baselines: dict[int, str],
-             result: dict[str, Any], save: Any) -> None:
+def one_seed(
+    args: argparse.Namespace,
+    seed: int,
+    baselines: dict[int, str],
+    result: dict[str, Any],
+    save: Any,
+) -> None:
     """Baseline (teacher), pseudo-labels, student, and their paired difference for ``seed``."""
     work, runs = Path(args.work), Path(args.runs)
     entry: dict[str, Any] = result["seeds"].setdefault(str(seed), {})
     if seed in baselines:
         base = Path(baselines[seed])
-        entry["baseline"] = {**run_result(base, None), "run": str(base),
-                             "command": "existing run (its config.yaml)"}
+        entry["baseline"] = {
+            **run_result(base, None),
+            "run": str(base),
+            "command": "existing run (its config.yaml)",
+        }
     else:
         base = runs / f"base-s{seed}"
         cmd = train_cmd(args, seed, base.name, [])
@@ -94,31 +127,65 @@ def one_seed(args: argparse.Namespace, seed: int, baselines: dict[int, str],
         entry["baseline"] = {**run_result(base, wall), "command": shown(cmd)}
     save()
     pseudo = work / f"pseudo-s{seed}.parquet"
-    cmd = [*CLI, "pseudo-label", str(base), "--data", args.data, "--unlabelled",
-           args.unlabelled, "--max-reviews", str(args.label_reviews), "--min-confidence",
-           str(args.min_confidence), *(["--balance"] if args.balance else []), "--drop-overlap",
-           "--seed", str(seed), "--output", str(pseudo), "--overwrite"]
+    cmd = [
+        *CLI,
+        "pseudo-label",
+        str(base),
+        "--data",
+        args.data,
+        "--unlabelled",
+        args.unlabelled,
+        "--max-reviews",
+        str(args.label_reviews),
+        "--min-confidence",
+        str(args.min_confidence),
+        *(["--balance"] if args.balance else []),
+        "--drop-overlap",
+        "--seed",
+        str(seed),
+        "--output",
+        str(pseudo),
+        "--overwrite",
+    ]
     wall = run(cmd, work / f"pseudo-s{seed}.log", args.lock)
     manifest = json.loads(pseudo.with_name(f"{pseudo.stem}.manifest.json").read_text())
-    entry["pseudo_label"] = {"command": shown(cmd), "wall_s": round(wall, 1),
-                             "counts": manifest["counts"], "labels": manifest["labels"],
-                             "teacher": {**manifest["teachers"][0], "run": str(base)}}
+    entry["pseudo_label"] = {
+        "command": shown(cmd),
+        "wall_s": round(wall, 1),
+        "counts": manifest["counts"],
+        "labels": manifest["labels"],
+        "teacher": {**manifest["teachers"][0], "run": str(base)},
+    }
     save()
     student = runs / f"self-s{seed}"
     cmd = train_cmd(args, seed, student.name, ["--extra-train", str(pseudo), "--overwrite"])
     wall = run(cmd, work / f"{student.name}.log")
     data_manifest = json.loads((student / "data_manifest.json").read_text())
-    entry["student"] = {**run_result(student, wall), "command": shown(cmd),
-                        "extra_train": {**{k: v for k, v in data_manifest["extra_train"].items()
-                                           if k != "pseudo_label_manifest"},
-                                        "path": str(pseudo)}}
+    entry["student"] = {
+        **run_result(student, wall),
+        "command": shown(cmd),
+        "extra_train": {
+            **{
+                k: v
+                for k, v in data_manifest["extra_train"].items()
+                if k != "pseudo_label_manifest"
+            },
+            "path": str(pseudo),
+        },
+    }
     a = pd.read_parquet(base / "validation_predictions.parquet")
     b = pd.read_parquet(student / "validation_predictions.parquet")
     assert a["text"].tolist() == b["text"].tolist(), "the arms saw different validation reviews"
-    entry["paired"] = {**paired_accuracy_difference(
-        a["label"].to_numpy(), a["positive_probability"].to_numpy(),
-        b["positive_probability"].to_numpy(), seed=seed),
-        "same_recipe": recipe(base) == recipe(student), "validation_reviews": len(a)}
+    entry["paired"] = {
+        **paired_accuracy_difference(
+            a["label"].to_numpy(),
+            a["positive_probability"].to_numpy(),
+            b["positive_probability"].to_numpy(),
+            seed=seed,
+        ),
+        "same_recipe": recipe(base) == recipe(student),
+        "validation_reviews": len(a),
+    }
     save()
 
 
@@ -134,8 +201,13 @@ def main() -> None:
     ap.add_argument("--min-confidence", type=float, default=0.9)
     ap.add_argument("--no-balance", dest="balance", action="store_false")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 1])
-    ap.add_argument("--baseline", action="append", default=[], metavar="SEED=RUN",
-                    help="use an existing run (same settings) as that seed's baseline/teacher")
+    ap.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="SEED=RUN",
+        help="use an existing run (same settings) as that seed's baseline/teacher",
+    )
     ap.add_argument("--lock", help="flock this file around the (timed) labelling")
     ap.add_argument("--work", default="runs/self-training")
     ap.add_argument("--out", default="docs/results/self_training_cpu.json")
@@ -145,8 +217,12 @@ def main() -> None:
     baselines = {int(k): v for k, v in (b.split("=", 1) for b in args.baseline)}
     out = Path(args.out)
     result: dict[str, Any] = {
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_at_start": os.getloadavg()},
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": os.getloadavg(),
+        },
         "note": "other jobs shared the CPU: wall times are noisy, accuracies are not affected",
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "lock")},
         "seeds": {},

@@ -43,8 +43,11 @@ def parse_arm(text: str) -> dict[str, Any]:
         raise SystemExit(f"--arms: expected STRATEGY:MAX_LENGTH[:HEAD_TOKENS], got {text!r}")
     arm = {"truncation": parts[0], "max_length": int(parts[1])}
     arm["head_tokens"] = int(parts[2]) if len(parts) == 3 else max(1, arm["max_length"] // 4)
-    arm["name"] = (f"{arm['truncation']}-{arm['max_length']}" if arm["truncation"] != "head+tail"
-                   else f"headtail{arm['head_tokens']}-{arm['max_length']}")
+    arm["name"] = (
+        f"{arm['truncation']}-{arm['max_length']}"
+        if arm["truncation"] != "head+tail"
+        else f"headtail{arm['head_tokens']}-{arm['max_length']}"
+    )
     return arm
 
 
@@ -54,27 +57,43 @@ def machine() -> str:
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    return (f"CPU ({os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads, "
-            f"{platform.processor() or platform.machine()}), torch {torch.__version__}")
+    return (
+        f"CPU ({os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads, "
+        f"{platform.processor() or platform.machine()}), torch {torch.__version__}"
+    )
 
 
-def run_arm(arm: dict[str, Any], args: argparse.Namespace, val_file: Path,
-            long_file: Path | None, full_report: bool) -> dict[str, Any]:
+def run_arm(
+    arm: dict[str, Any],
+    args: argparse.Namespace,
+    val_file: Path,
+    long_file: Path | None,
+    full_report: bool,
+) -> dict[str, Any]:
     from imdb_sentiment.config import resolve
     from imdb_sentiment.evaluation.evaluate import EvalOptions, evaluate
     from imdb_sentiment.metrics.classification import compute_metrics
     from imdb_sentiment.training.loop import train
 
     overrides = {
-        "model.name": args.model, "model.max_length": arm["max_length"],
-        "model.truncation": arm["truncation"], "model.head_tokens": arm["head_tokens"],
-        "data.dir": args.data, "data.max_train_samples": args.train_samples,
+        "model.name": args.model,
+        "model.max_length": arm["max_length"],
+        "model.truncation": arm["truncation"],
+        "model.head_tokens": arm["head_tokens"],
+        "data.dir": args.data,
+        "data.max_train_samples": args.train_samples,
         "data.max_eval_samples": args.eval_samples,
-        "run.output_dir": args.output, "run.name": arm["name"], "run.overwrite": True,
-        "run.report_to": "none", "training.epochs": args.epochs,
-        "training.learning_rate": args.lr, "training.batch_size": args.batch_size,
-        "training.eval_batch_size": args.eval_batch_size, "training.seed": args.seed,
-        "training.warmup_ratio": args.warmup_ratio, "training.early_stopping_patience": 0,
+        "run.output_dir": args.output,
+        "run.name": arm["name"],
+        "run.overwrite": True,
+        "run.report_to": "none",
+        "training.epochs": args.epochs,
+        "training.learning_rate": args.lr,
+        "training.batch_size": args.batch_size,
+        "training.eval_batch_size": args.eval_batch_size,
+        "training.seed": args.seed,
+        "training.warmup_ratio": args.warmup_ratio,
+        "training.early_stopping_patience": 0,
         "training.save_total_limit": 1,
     }
     cfg = resolve(overrides=overrides)
@@ -83,7 +102,9 @@ def run_arm(arm: dict[str, Any], args: argparse.Namespace, val_file: Path,
     train_s = time.time() - started
     m = result.metrics
     out: dict[str, Any] = {
-        "arm": arm, "run_dir": str(result.run_dir), "wall_s_train": round(train_s, 1),
+        "arm": arm,
+        "run_dir": str(result.run_dir),
+        "wall_s_train": round(train_s, 1),
         "validation": {k: m[k] for k in ("n", "accuracy", "f1", "roc_auc", "log_loss")},
         "validation_intervals": m.get("intervals"),
         "calibration": m.get("calibration"),
@@ -91,12 +112,17 @@ def run_arm(arm: dict[str, Any], args: argparse.Namespace, val_file: Path,
         "train_samples": m.get("train_samples"),
     }
     started = time.time()
-    ev = evaluate(result.run_dir,
-                  EvalOptions(file=val_file, report=full_report,
-                              robustness=full_report and args.robustness_samples > 0,
-                              robustness_samples=max(args.robustness_samples, 1),
-                              batch_size=args.eval_batch_size),
-                  log=lambda msg: print(f"[{arm['name']}] {msg}", flush=True))
+    ev = evaluate(
+        result.run_dir,
+        EvalOptions(
+            file=val_file,
+            report=full_report,
+            robustness=full_report and args.robustness_samples > 0,
+            robustness_samples=max(args.robustness_samples, 1),
+            batch_size=args.eval_batch_size,
+        ),
+        log=lambda msg: print(f"[{arm['name']}] {msg}", flush=True),
+    )
     out["eval_s"] = round(time.time() - started, 1)
     out["eval_dir"] = str(ev.out_dir)
     import pandas as pd
@@ -106,17 +132,21 @@ def run_arm(arm: dict[str, Any], args: argparse.Namespace, val_file: Path,
     out["labels"] = preds["label"].astype(int).tolist()
     out["truncated"] = preds["truncated"].astype(bool).tolist()
     if full_report:
-        out["report"] = {k: ev.metrics[k] for k in ("intervals", "calibration", "slices")
-                         if k in ev.metrics}
+        out["report"] = {
+            k: ev.metrics[k] for k in ("intervals", "calibration", "slices") if k in ev.metrics
+        }
         out["robustness"] = ev.metrics.get("robustness")
     if long_file is not None:
         long_mask = preds["truncated"].to_numpy(bool)
         y_long = preds["label"].to_numpy(int)[long_mask]
         trunc = compute_metrics(y_long, preds["positive_probability"].to_numpy()[long_mask])
         started = time.time()
-        chunked = evaluate(result.run_dir,
-                           EvalOptions(file=long_file, long_reviews="chunks", report=False,
-                                       batch_size=args.eval_batch_size))
+        chunked = evaluate(
+            result.run_dir,
+            EvalOptions(
+                file=long_file, long_reviews="chunks", report=False, batch_size=args.eval_batch_size
+            ),
+        )
         out["long_slice"] = {
             "n": int(long_mask.sum()),
             "truncate_accuracy": trunc["accuracy"],
@@ -134,36 +164,50 @@ def _pct(x: float) -> str:
 
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The section of docs/QUALITY.md for one comparison."""
-    lines = [f"### {meta['title']}", "",
-             f"- command: `{meta['command']}`",
-             f"- machine: {meta['machine']}",
-             f"- data: `{meta['data']}` (manifest hash `{meta['manifest_hash']}`); "
-             f"{meta['train_samples']:,} training reviews (stratified, seed {meta['seed']}), "
-             f"{meta['validation_samples']:,} validation reviews, of which "
-             f"{meta['long_reviews']:,} are longer than the window",
-             f"- budget, same for every arm: {meta['epochs']} epoch(s), learning rate "
-             f"{meta['lr']}, batch size {meta['batch_size']}, seed {meta['seed']}", "",
-             "| arm | val accuracy (95% CI) | Δ vs first arm (paired 95% CI) | long slice: "
-             "truncate | long slice: chunks | ECE before → after (cross-fitted) | Brier before "
-             "→ after | T | train time |",
-             "|---|---|---|---:|---:|---|---|---:|---:|"]
+    lines = [
+        f"### {meta['title']}",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['machine']}",
+        f"- data: `{meta['data']}` (manifest hash `{meta['manifest_hash']}`); "
+        f"{meta['train_samples']:,} training reviews (stratified, seed {meta['seed']}), "
+        f"{meta['validation_samples']:,} validation reviews, of which "
+        f"{meta['long_reviews']:,} are longer than the window",
+        f"- budget, same for every arm: {meta['epochs']} epoch(s), learning rate "
+        f"{meta['lr']}, batch size {meta['batch_size']}, seed {meta['seed']}",
+        "",
+        "| arm | val accuracy (95% CI) | Δ vs first arm (paired 95% CI) | long slice: "
+        "truncate | long slice: chunks | ECE before → after (cross-fitted) | Brier before "
+        "→ after | T | train time |",
+        "|---|---|---|---:|---:|---|---|---:|---:|",
+    ]
     for r in results:
         iv = (r.get("validation_intervals") or {}).get("accuracy", {})
         acc = r["validation"]["accuracy"]
         acc_s = _pct(acc) + (f" ({_pct(iv['low'])}–{_pct(iv['high'])})" if iv else "")
         d = r.get("paired_vs_first")
-        d_s = "—" if d is None else (f"{100 * d['difference']:+.2f} pts "
-                                      f"({100 * d['low']:+.2f} to {100 * d['high']:+.2f})")
+        d_s = (
+            "—"
+            if d is None
+            else (
+                f"{100 * d['difference']:+.2f} pts "
+                f"({100 * d['low']:+.2f} to {100 * d['high']:+.2f})"
+            )
+        )
         ls = r.get("long_slice") or {}
         c = r.get("calibration") or {}
-        ece = (f"{c['ece_uncalibrated']:.4f} → {c['ece']:.4f} ({c['ece_crossfit']:.4f})"
-               if c else "n/a")
+        ece = (
+            f"{c['ece_uncalibrated']:.4f} → {c['ece']:.4f} ({c['ece_crossfit']:.4f})"
+            if c
+            else "n/a"
+        )
         brier = f"{c['brier_uncalibrated']:.4f} → {c['brier']:.4f}" if c else "n/a"
         lines.append(
             f"| {r['arm']['name']} | {acc_s} | {d_s} | "
             f"{_pct(ls['truncate_accuracy']) if ls else 'n/a'} | "
             f"{_pct(ls['chunks_accuracy']) if ls else 'n/a'} | {ece} | {brier} | "
-            f"{c.get('temperature', 1.0):.3f} | {r['wall_s_train']:.0f} s |")
+            f"{c.get('temperature', 1.0):.3f} | {r['wall_s_train']:.0f} s |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -173,8 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--arms", nargs="+", default=["head:256", "head+tail:256:64"])
     parser.add_argument("--train-samples", type=int, default=2000)
-    parser.add_argument("--eval-samples", type=int, default=None,
-                        help="validation reviews (stratified); default: all")
+    parser.add_argument(
+        "--eval-samples",
+        type=int,
+        default=None,
+        help="validation reviews (stratified); default: all",
+    )
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -202,44 +250,68 @@ def main(argv: list[str] | None = None) -> int:
     val.to_parquet(val_file, index=False)
     # The long slice is defined by the shortest window among the arms, identically for all.
     tok = load_tokenizer(resolve_model_name(args.model))
-    n_tokens = [len(ids) for ids in tok(val["text"].tolist(), add_special_tokens=False,
-                                        verbose=False)["input_ids"]]
+    n_tokens = [
+        len(ids)
+        for ids in tok(val["text"].tolist(), add_special_tokens=False, verbose=False)["input_ids"]
+    ]
     window = min(a["max_length"] for a in arms) - 2
     long_mask = np.asarray(n_tokens) > window
     long_file = out_root / "validation_long.parquet"
     val[long_mask].to_parquet(long_file, index=False)
-    print(f"validation {len(val):,} reviews, {int(long_mask.sum()):,} longer than {window} "
-          "tokens", flush=True)
+    print(
+        f"validation {len(val):,} reviews, {int(long_mask.sum()):,} longer than {window} tokens",
+        flush=True,
+    )
 
     results = []
     for i, arm in enumerate(arms):
         full = arm["truncation"] == "head+tail" or i == len(arms) - 1
-        results.append(run_arm(arm, args, val_file, long_file if long_mask.any() else None,
-                               full_report=full))
-        print(json.dumps({k: v for k, v in results[-1].items()
-                          if k not in ("positive", "labels", "truncated")}, default=str)[:2000],
-              flush=True)
+        results.append(
+            run_arm(arm, args, val_file, long_file if long_mask.any() else None, full_report=full)
+        )
+        print(
+            json.dumps(
+                {
+                    k: v
+                    for k, v in results[-1].items()
+                    if k not in ("positive", "labels", "truncated")
+                },
+                default=str,
+            )[:2000],
+            flush=True,
+        )
     labels = np.asarray(results[0]["labels"])
     for r in results[1:]:
         r["paired_vs_first"] = paired_accuracy_difference(
-            labels, np.asarray(results[0]["positive"]), np.asarray(r["positive"]))
+            labels, np.asarray(results[0]["positive"]), np.asarray(r["positive"])
+        )
     manifest = data_mod.load_manifest(args.data)
     meta = {
         "title": args.title or (f"{args.model}, " + " vs ".join(a["name"] for a in arms)),
-        "command": "python scripts/compare_truncation.py " + " ".join(sys.argv[1:] if argv is None
-                                                                       else argv),
-        "machine": machine(), "data": args.data, "manifest_hash": manifest_hash(manifest),
-        "train_samples": int(results[0]["train_samples"]), "validation_samples": len(val),
-        "long_reviews": int(long_mask.sum()), "window_tokens": window, "epochs": args.epochs,
-        "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+        "command": "python scripts/compare_truncation.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine(),
+        "data": args.data,
+        "manifest_hash": manifest_hash(manifest),
+        "train_samples": int(results[0]["train_samples"]),
+        "validation_samples": len(val),
+        "long_reviews": int(long_mask.sum()),
+        "window_tokens": window,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    slim = [{k: v for k, v in r.items() if k not in ("positive", "labels", "truncated")}
-            for r in results]
+    slim = [
+        {k: v for k, v in r.items() if k not in ("positive", "labels", "truncated")}
+        for r in results
+    ]
     if args.json_path:
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_path).write_text(json.dumps({"meta": meta, "arms": slim}, indent=2,
-                                                   default=str) + "\n")
+        Path(args.json_path).write_text(
+            json.dumps({"meta": meta, "arms": slim}, indent=2, default=str) + "\n"
+        )
     table = markdown(results, meta)
     print(table)
     if args.markdown:

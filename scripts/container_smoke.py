@@ -54,8 +54,20 @@ def fixture(out: Path) -> None:
 
 # Settings that say where packages come from and how to reach them; the rest (targets, caches,
 # user installs) describe this host, not the build.
-PIP_KEYS = {"index-url", "extra-index-url", "find-links", "no-index", "constraint", "cert",
-            "client-cert", "trusted-host", "proxy", "timeout", "default-timeout", "retries"}
+PIP_KEYS = {
+    "index-url",
+    "extra-index-url",
+    "find-links",
+    "no-index",
+    "constraint",
+    "cert",
+    "client-cert",
+    "trusted-host",
+    "proxy",
+    "timeout",
+    "default-timeout",
+    "retries",
+}
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
@@ -71,8 +83,9 @@ def _local_path(value: str, key: str) -> Path | None:
 
 
 def pipconf(out: Path) -> None:
-    listing = subprocess.run([sys.executable, "-m", "pip", "config", "list"], check=True,
-                             capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], check=True, capture_output=True, text=True
+    ).stdout
     settings: dict[str, str] = {}
     for line in listing.splitlines():
         name, _, value = line.partition("=")
@@ -86,8 +99,12 @@ def pipconf(out: Path) -> None:
     config["global"] = settings
     with out.open("w", encoding="utf-8") as fh:
         config.write(fh)
-    mounts = {p for key, value in settings.items() for word in value.split()
-              if (p := _local_path(word, key)) is not None}
+    mounts = {
+        p
+        for key, value in settings.items()
+        for word in value.split()
+        if (p := _local_path(word, key)) is not None
+    }
     if HOST_CA_BUNDLE.exists():
         mounts.add(HOST_CA_BUNDLE)
     for path in sorted(mounts):
@@ -118,8 +135,7 @@ def _wait(url: str, deadline: float) -> None:
 
 
 def _check_prediction(pred: dict[str, Any], expected: str) -> None:
-    keys = {"label", "positive_probability", "confidence", "n_tokens", "truncated",
-            "read_fraction"}
+    keys = {"label", "positive_probability", "confidence", "n_tokens", "truncated", "read_fraction"}
     missing = keys - pred.keys()
     if missing:
         raise SystemExit(f"probe: prediction lacks {sorted(missing)}: {pred}")
@@ -139,8 +155,9 @@ def probe(url: str, timeout: float) -> None:
     _wait(f"{url}/health", deadline)
     _wait(f"{url}/ready", deadline)
     body = json.dumps({"texts": list(REVIEWS.values())}).encode()
-    req = urllib.request.Request(f"{url}/predict", data=body,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/predict", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         answer = json.load(resp)
     preds = answer.get("predictions")

@@ -20,8 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # page -> (title, README "##" headings it takes, in order)
 README_PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "index.md": ("imdb-sentiment", ("Quick start", "Install")),
-    "verbs.md": ("The verbs", ("The four verbs, and the rest", "Run directory",
-                               "Several GPUs and machines", "Weights & Biases")),
+    "verbs.md": (
+        "The verbs",
+        (
+            "The four verbs, and the rest",
+            "Run directory",
+            "Several GPUs and machines",
+            "Weights & Biases",
+        ),
+    ),
     "results.md": ("Results", ("Measured results",)),
     "development.md": ("Development", ("Development", "Docker", "Exit codes")),
 }
@@ -30,7 +37,8 @@ LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 
 def _reference_module() -> Any:
     spec = importlib.util.spec_from_file_location(
-        "gen_cli_reference", Path(__file__).with_name("gen_cli_reference.py"))
+        "gen_cli_reference", Path(__file__).with_name("gen_cli_reference.py")
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -60,7 +68,7 @@ def _rewrite_links(markdown: str, page: str, anchors: dict[str, str]) -> str:
             home = anchors.get(target[1:], page)
             return f"[{label}]({'' if home == page else home}{target})"
         if target.startswith("docs/"):
-            return f"[{label}]({target[len('docs/'):]})"
+            return f"[{label}]({target[len('docs/') :]})"
         return f"{label} (`{target}`)"
 
     return LINK.sub(fix, markdown)

@@ -65,8 +65,13 @@ def noisy(text: str, rng: random.Random) -> str:
     for word in text.split():
         if len(word) > 3 and rng.random() < 0.2:
             i = rng.randrange(len(word) - 1)
-            word = rng.choice([word[:i] + word[i + 1] + word[i] + word[i + 2:],
-                               word[:i] + word[i + 1:], word[:i] + word[i] + word[i:]])
+            word = rng.choice(
+                [
+                    word[:i] + word[i + 1] + word[i] + word[i + 2 :],
+                    word[:i] + word[i + 1 :],
+                    word[:i] + word[i] + word[i:],
+                ]
+            )
         words.append(word.upper() if rng.random() < 0.3 else word)
     return " ".join(words)
 
@@ -79,8 +84,7 @@ def package_descriptions(path: Path = DPKG_STATUS) -> list[str]:
         match = re.search(r"^Description: (.*)\n?((?:[ \t].*\n?)*)", block, re.MULTILINE)
         if not match:
             continue
-        body = " ".join(line.strip() for line in match.group(2).splitlines()
-                        if line.strip() != ".")
+        body = " ".join(line.strip() for line in match.group(2).splitlines() if line.strip() != ".")
         texts[f"{match.group(1).strip()}. {body}".strip()] = None
     return list(texts)
 
@@ -92,10 +96,14 @@ def other_domain_texts(path: Path | None, column: str) -> tuple[list[str], str]:
 
         return read_texts_file(path, text_column=column), str(path)
     if not DPKG_STATUS.is_file():
-        sys.exit(f"error: {DPKG_STATUS} is not here (not a Debian or Ubuntu system); pass "
-                 "--other-domain FILE with non-review English text, one text per line")
-    return package_descriptions(), "long descriptions of the installed Debian packages " \
-                                   "(dpkg status file)"
+        sys.exit(
+            f"error: {DPKG_STATUS} is not here (not a Debian or Ubuntu system); pass "
+            "--other-domain FILE with non-review English text, one text per line"
+        )
+    return (
+        package_descriptions(),
+        "long descriptions of the installed Debian packages (dpkg status file)",
+    )
 
 
 def pool_profile(predictor: Predictor, texts: list[str]) -> Pool:
@@ -109,22 +117,31 @@ def subset(pool: Pool, rows: np.ndarray) -> TextProfile:
     total: Counter = Counter()
     for i in rows:
         total.update(counts[i])
-    return TextProfile(profile.n_tokens[rows], profile.truncated[rows], profile.unk_share[rows],
-                       total, profile.positive[rows], profile.embeddings[rows])
+    return TextProfile(
+        profile.n_tokens[rows],
+        profile.truncated[rows],
+        profile.unk_share[rows],
+        total,
+        profile.positive[rows],
+        profile.embeddings[rows],
+    )
 
 
 def mixed(a: TextProfile, b: TextProfile) -> TextProfile:
     """One batch holding the texts of two."""
-    return TextProfile(np.concatenate([a.n_tokens, b.n_tokens]),
-                       np.concatenate([a.truncated, b.truncated]),
-                       np.concatenate([a.unk_share, b.unk_share]),
-                       a.token_counts + b.token_counts,
-                       np.concatenate([a.positive, b.positive]),
-                       np.concatenate([a.embeddings, b.embeddings]))
+    return TextProfile(
+        np.concatenate([a.n_tokens, b.n_tokens]),
+        np.concatenate([a.truncated, b.truncated]),
+        np.concatenate([a.unk_share, b.unk_share]),
+        a.token_counts + b.token_counts,
+        np.concatenate([a.positive, b.positive]),
+        np.concatenate([a.embeddings, b.embeddings]),
+    )
 
 
 def shifts(pools: dict[str, Pool], labels: np.ndarray) -> dict[str, Draw]:
     """Each shift: how to draw a batch of ``size`` from the profiled pools."""
+
     def plain(name: str) -> Draw:
         n = len(pools[name][0].positive)
         return lambda rng, size: subset(pools[name], rng.choice(n, size, replace=False))
@@ -132,23 +149,30 @@ def shifts(pools: dict[str, Pool], labels: np.ndarray) -> dict[str, Draw]:
     def balance(rng: np.random.Generator, size: int) -> TextProfile:
         pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
         k = round(0.9 * size)
-        return subset(pools["same"], np.concatenate([rng.choice(pos, k, replace=False),
-                                                     rng.choice(neg, size - k, replace=False)]))
+        return subset(
+            pools["same"],
+            np.concatenate(
+                [rng.choice(pos, k, replace=False), rng.choice(neg, size - k, replace=False)]
+            ),
+        )
 
     def mix(rng: np.random.Generator, size: int) -> TextProfile:
         k = round(0.2 * size)
         return mixed(plain("same")(rng, size - k), plain("other")(rng, k))
 
-    return {"none (same distribution)": plain("same"),
-            "first sentence only": plain("first"),
-            "90/10 positive/negative": balance,
-            "typos and casing": plain("noisy"),
-            OTHER: plain("other"),
-            MIXED: mix}
+    return {
+        "none (same distribution)": plain("same"),
+        "first sentence only": plain("first"),
+        "90/10 positive/negative": balance,
+        "typos and casing": plain("noisy"),
+        OTHER: plain("other"),
+        MIXED: mix,
+    }
 
 
-def run_draws(reference: Reference, draw: Draw, size: int, draws: int,
-              alpha: float) -> dict[str, Any]:
+def run_draws(
+    reference: Reference, draw: Draw, size: int, draws: int, alpha: float
+) -> dict[str, Any]:
     """Alarm rate, per-signal alarm rates and every p-value (PSI for the vocabulary)."""
     rng = np.random.default_rng(size)
     alarms, per_signal = 0, Counter()
@@ -160,9 +184,13 @@ def run_draws(reference: Reference, draw: Draw, size: int, draws: int,
             per_signal[s["name"]] += s["drifted"]
             value = s["statistic"] if s["p_value"] is None else s["p_value"]
             values.setdefault(s["name"], []).append(float(f"{value:.4g}"))
-    return {"batch_size": size, "draws": draws, "alarm_rate": alarms / draws,
-            "per_signal": {k: v / draws for k, v in per_signal.items() if v},
-            "p_values": values}
+    return {
+        "batch_size": size,
+        "draws": draws,
+        "alarm_rate": alarms / draws,
+        "per_signal": {k: v / draws for k, v in per_signal.items() if v},
+        "p_values": values,
+    }
 
 
 def held_out(run: Path, reference_size: int) -> pd.DataFrame:
@@ -178,16 +206,29 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--alpha", type=float, default=0.05)
-    parser.add_argument("--reference-size", type=int, default=1000,
-                        help="validation reviews in the reference; the rest are the batch pool")
-    parser.add_argument("--other-domain", type=Path, default=None,
-                        help="non-review texts [default: the dpkg status file's descriptions]")
+    parser.add_argument(
+        "--reference-size",
+        type=int,
+        default=1000,
+        help="validation reviews in the reference; the rest are the batch pool",
+    )
+    parser.add_argument(
+        "--other-domain",
+        type=Path,
+        default=None,
+        help="non-review texts [default: the dpkg status file's descriptions]",
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--json", type=Path, default=Path("docs/results/drift_cpu.json"))
-    parser.add_argument("--plots", type=Path, default=Path("docs"),
-                        help="folder for drift_detection.png and drift_pvalues.png")
-    parser.add_argument("--plot-only", action="store_true",
-                        help="redraw the plots from --json without measuring")
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=Path("docs"),
+        help="folder for drift_detection.png and drift_pvalues.png",
+    )
+    parser.add_argument(
+        "--plot-only", action="store_true", help="redraw the plots from --json without measuring"
+    )
     args = parser.parse_args()
     if not args.plot_only:
         measure(args)
@@ -203,10 +244,12 @@ def measure(args: argparse.Namespace) -> None:
     rng = random.Random(0)
     predictor = Predictor.from_path(args.run, precision="fp32")
     texts = held["text"].tolist()
-    pools = {"same": pool_profile(predictor, texts),
-             "first": pool_profile(predictor, [first_sentence(t) for t in texts]),
-             "noisy": pool_profile(predictor, [noisy(t, rng) for t in texts]),
-             "other": pool_profile(predictor, other)}
+    pools = {
+        "same": pool_profile(predictor, texts),
+        "first": pool_profile(predictor, [first_sentence(t) for t in texts]),
+        "noisy": pool_profile(predictor, [noisy(t, rng) for t in texts]),
+        "other": pool_profile(predictor, other),
+    }
     results: list[dict[str, Any]] = []
     for size in args.batch_sizes:
         for shift, draw in shifts(pools, held["label"].to_numpy()).items():
@@ -214,19 +257,30 @@ def measure(args: argparse.Namespace) -> None:
             if size > pool:
                 print(f"skipping {shift} at {size}: the pool holds {pool} texts", flush=True)
                 continue
-            results.append({"shift": shift, **run_draws(reference, draw, size, args.draws,
-                                                        args.alpha)})
+            results.append(
+                {"shift": shift, **run_draws(reference, draw, size, args.draws, args.alpha)}
+            )
             print({k: v for k, v in results[-1].items() if k != "p_values"}, flush=True)
-    write_json(args.json, {
-        "command": f"python scripts/drift_eval.py --run {args.run} --batch-sizes "
-                   f"{' '.join(map(str, args.batch_sizes))} --draws {args.draws}",
-        "run": str(args.run), "reference_reviews": reference.payload["n_reviews"],
-        "held_out_pool": len(held),
-        # The installed packages change with the machine: the hash says which texts these were.
-        "other_domain": {"source": other_source, "texts": len(other), "sha256": hashlib.sha256(
-            "\n".join(other).encode()).hexdigest()},
-        "alpha": args.alpha, "machine": f"{cpu_name()}, {os.cpu_count()} cores",
-        "seconds": round(time.perf_counter() - start, 1), "results": results})
+    write_json(
+        args.json,
+        {
+            "command": f"python scripts/drift_eval.py --run {args.run} --batch-sizes "
+            f"{' '.join(map(str, args.batch_sizes))} --draws {args.draws}",
+            "run": str(args.run),
+            "reference_reviews": reference.payload["n_reviews"],
+            "held_out_pool": len(held),
+            # The installed packages change with the machine: the hash says which texts these were.
+            "other_domain": {
+                "source": other_source,
+                "texts": len(other),
+                "sha256": hashlib.sha256("\n".join(other).encode()).hexdigest(),
+            },
+            "alpha": args.alpha,
+            "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+            "seconds": round(time.perf_counter() - start, 1),
+            "results": results,
+        },
+    )
 
 
 def plot(results_json: Path, folder: Path) -> None:
@@ -259,8 +313,7 @@ def plot(results_json: Path, folder: Path) -> None:
     _plot_p_values(plt, data, names, sizes[0], folder / "drift_pvalues.png")
 
 
-def _plot_p_values(plt: Any, data: dict[str, Any], names: list[str], size: int,
-                   path: Path) -> None:
+def _plot_p_values(plt: Any, data: dict[str, Any], names: list[str], size: int, path: Path) -> None:
     rows = {r["shift"]: r for r in data["results"] if r["batch_size"] == size}
     signals = [s for s in rows[names[0]]["p_values"] if s != "vocabulary"]
     fig, axes = plt.subplots(1, len(signals), figsize=(11, 3.4), sharey=True)
@@ -278,8 +331,11 @@ def _plot_p_values(plt: Any, data: dict[str, Any], names: list[str], size: int,
         ax.tick_params(labelsize=7)
     axes[0].set_yticks(range(len(names)), [textwrap.fill(n, 22) for n in names], fontsize=7)
     axes[0].invert_yaxis()
-    fig.suptitle(f"p-values of each test, batches of {size} (dashed: alpha/{len(signals)}; "
-                 f"right of it is an alarm; p < 1e-12 drawn at 12)", fontsize=9)
+    fig.suptitle(
+        f"p-values of each test, batches of {size} (dashed: alpha/{len(signals)}; "
+        f"right of it is an alarm; p < 1e-12 drawn at 12)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 

@@ -31,20 +31,35 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the tiny model and synthetic reviews of the tests
 
 IS_ROOT = os.geteuid() == 0
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-       "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "WANDB_MODE": "disabled",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 Fault = dict[str, Any]
 
 
 def cli(*args: str | Path, cwd: Path | None = None) -> dict[str, Any]:
     """Run the CLI in a fresh process; its exit code and first error line (or last line)."""
-    proc = subprocess.run([sys.executable, "-m", "imdb_sentiment", *map(str, args)],
-                          capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "imdb_sentiment", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=600,
+    )
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")]
     first = errors[0] if errors else (lines[-1] if lines else "")
-    return {"exit_code": proc.returncode, "stderr": first[:300],
-            "traceback": "Traceback" in proc.stderr}
+    return {
+        "exit_code": proc.returncode,
+        "stderr": first[:300],
+        "traceback": "Traceback" in proc.stderr,
+    }
 
 
 def _mount(*args: str) -> bool:
@@ -64,8 +79,9 @@ def read_only(folder: Path) -> Iterator[str]:
             for p, mode in modes.items():
                 p.chmod(mode)
         return
-    if not (_mount("--bind", str(folder), str(folder))
-            and _mount("-o", "remount,bind,ro", str(folder))):
+    if not (
+        _mount("--bind", str(folder), str(folder)) and _mount("-o", "remount,bind,ro", str(folder))
+    ):
         raise Skip("root without mount rights: cannot make a read-only folder")
     try:
         yield "read-only bind mount"
@@ -107,15 +123,40 @@ def setup(root: Path) -> dict[str, Path]:
     synthetic_frame(300, seed=1).to_parquet(source / "train.parquet", index=False)
     synthetic_frame(80, seed=2).to_parquet(source / "test.parquet", index=False)
     data = root / "data"
-    for args in (["download", "--source", source, "--output", data],
-                 ["train", "--model", model, "--data", data, "--output-dir", root / "runs",
-                  "--run-name", "tiny", "--max-length", "64", "--lr", "5e-3", "--batch-size",
-                  "8", "--epochs", "2", "--report-to", "none"]):
+    for args in (
+        ["download", "--source", source, "--output", data],
+        [
+            "train",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--output-dir",
+            root / "runs",
+            "--run-name",
+            "tiny",
+            "--max-length",
+            "64",
+            "--lr",
+            "5e-3",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "2",
+            "--report-to",
+            "none",
+        ],
+    ):
         result = cli(*args, cwd=root)
         if result["exit_code"] != 0:
             raise SystemExit(f"setup failed: {args[0]}: {result}")
-    return {"model": model, "source": source, "data": data, "run": root / "runs" / "tiny",
-            "root": root}
+    return {
+        "model": model,
+        "source": source,
+        "data": data,
+        "run": root / "runs" / "tiny",
+        "root": root,
+    }
 
 
 def fresh_run(ctx: dict[str, Path], name: str) -> Path:
@@ -128,13 +169,20 @@ def fresh_run(ctx: dict[str, Path], name: str) -> Path:
 
 
 def f_model_file_modes(ctx: dict[str, Path]) -> Fault:
-    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (ctx["run"] / "model").iterdir()
-             if p.is_file()}
+    modes = {
+        p.name: oct(p.stat().st_mode & 0o777)
+        for p in (ctx["run"] / "model").iterdir()
+        if p.is_file()
+    }
     mask = os.umask(0o022)
     os.umask(mask)
-    return {"fault": "model files after train (umask " + oct(mask) + ")", "exit_code": 0,
-            "stderr": "", "kept": f"model.safetensors {modes.get('model.safetensors')}; "
-            f"all files {sorted(set(modes.values()))}"}
+    return {
+        "fault": "model files after train (umask " + oct(mask) + ")",
+        "exit_code": 0,
+        "stderr": "",
+        "kept": f"model.safetensors {modes.get('model.safetensors')}; "
+        f"all files {sorted(set(modes.values()))}",
+    }
 
 
 def f_checkpoint_file_modes(ctx: dict[str, Path]) -> Fault:
@@ -143,22 +191,43 @@ def f_checkpoint_file_modes(ctx: dict[str, Path]) -> Fault:
     weights = {oct(p.stat().st_mode & 0o777) for p in files if p.name == "model.safetensors"}
     mask = os.umask(0o022)
     os.umask(mask)
-    return {"fault": "checkpoint files after train (umask " + oct(mask) + ")", "exit_code": 0,
-            "stderr": "", "kept": f"checkpoint model.safetensors {sorted(weights)}; all "
-            f"{len(files)} files {sorted(modes)}"}
+    return {
+        "fault": "checkpoint files after train (umask " + oct(mask) + ")",
+        "exit_code": 0,
+        "stderr": "",
+        "kept": f"checkpoint model.safetensors {sorted(weights)}; all "
+        f"{len(files)} files {sorted(modes)}",
+    }
 
 
 def f_train_small_disk(ctx: dict[str, Path]) -> Fault:
     weights = (ctx["model"] / "model.safetensors").stat().st_size
     # Room for the model and a checkpoint, not for the three checkpoints kept at once.
     with tiny_disk(ctx["root"] / "disk-train", f"{6 * weights // 1024}k") as disk:
-        result = cli("train", "--model", ctx["model"], "--data", ctx["data"], "--output-dir",
-                     disk / "runs", "--run-name", "x", "--max-length", "64", "--epochs", "1",
-                     "--report-to", "none")
+        result = cli(
+            "train",
+            "--model",
+            ctx["model"],
+            "--data",
+            ctx["data"],
+            "--output-dir",
+            disk / "runs",
+            "--run-name",
+            "x",
+            "--max-length",
+            "64",
+            "--epochs",
+            "1",
+            "--report-to",
+            "none",
+        )
         left = sorted(p.name for p in disk.iterdir())
-    return {"fault": f"train onto a disk too small ({6 * weights // 1024} KB tmpfs, weights "
-                     f"{weights // 1024} KB)", **result,
-            "kept": f"refused before tokenizing; left on the disk: {left}"}
+    return {
+        "fault": f"train onto a disk too small ({6 * weights // 1024} KB tmpfs, weights "
+        f"{weights // 1024} KB)",
+        **result,
+        "kept": f"refused before tokenizing; left on the disk: {left}",
+    }
 
 
 def f_unreadable_weights(ctx: dict[str, Path]) -> Fault:
@@ -181,8 +250,12 @@ def f_unreadable_weights(ctx: dict[str, Path]) -> Fault:
             os.seteuid(0)
         shutil.rmtree(base, ignore_errors=True)
     line = next((ln for ln in result.output.splitlines() if ln.startswith("error:")), "")
-    return {"fault": "serve a model whose weights another user wrote 0600",
-            "exit_code": result.exit_code, "stderr": line, "kept": "nothing started"}
+    return {
+        "fault": "serve a model whose weights another user wrote 0600",
+        "exit_code": result.exit_code,
+        "stderr": line,
+        "kept": "nothing started",
+    }
 
 
 def f_health_without_model(ctx: dict[str, Path]) -> Fault:
@@ -198,20 +271,40 @@ def f_health_without_model(ctx: dict[str, Path]) -> Fault:
                 break
             time.sleep(0.05)
         health = client.get("/health")
-    return {"fault": "serve: model fails to load; GET /health (Docker HEALTHCHECK)",
-            "exit_code": health.status_code, "stderr": health.json().get("detail", ""),
-            "kept": "/ready 503 as before"}
+    return {
+        "fault": "serve: model fails to load; GET /health (Docker HEALTHCHECK)",
+        "exit_code": health.status_code,
+        "stderr": health.json().get("detail", ""),
+        "kept": "/ready 503 as before",
+    }
 
 
 def f_train_read_only(ctx: dict[str, Path]) -> Fault:
     out = ctx["root"] / "ro-runs"
     out.mkdir()
     with read_only(out) as how:
-        result = cli("train", "--model", ctx["model"], "--data", ctx["data"], "--output-dir",
-                     out, "--run-name", "x", "--max-length", "32", "--epochs", "1",
-                     "--report-to", "none")
-    return {"fault": f"train --output-dir on a read-only folder ({how})", **result,
-            "kept": f"folder contents {sorted(os.listdir(out))}"}
+        result = cli(
+            "train",
+            "--model",
+            ctx["model"],
+            "--data",
+            ctx["data"],
+            "--output-dir",
+            out,
+            "--run-name",
+            "x",
+            "--max-length",
+            "32",
+            "--epochs",
+            "1",
+            "--report-to",
+            "none",
+        )
+    return {
+        "fault": f"train --output-dir on a read-only folder ({how})",
+        **result,
+        "kept": f"folder contents {sorted(os.listdir(out))}",
+    }
 
 
 def f_download_read_only(ctx: dict[str, Path]) -> Fault:
@@ -219,16 +312,22 @@ def f_download_read_only(ctx: dict[str, Path]) -> Fault:
     out.mkdir()
     with read_only(out) as how:
         result = cli("download", "--source", ctx["source"], "--output", out / "imdb")
-    return {"fault": f"download --output in a read-only folder ({how})", **result,
-            "kept": "nothing written; source not read"}
+    return {
+        "fault": f"download --output in a read-only folder ({how})",
+        **result,
+        "kept": "nothing written; source not read",
+    }
 
 
 def f_download_file_in_the_way(ctx: dict[str, Path]) -> Fault:
     blocker = ctx["root"] / "a-file"
     blocker.write_text("x")
     result = cli("download", "--source", ctx["source"], "--output", blocker / "imdb")
-    return {"fault": "download --output under a file (a file where a folder should be)",
-            **result, "kept": f"{blocker.name} unchanged: {blocker.read_text() == 'x'}"}
+    return {
+        "fault": "download --output under a file (a file where a folder should be)",
+        **result,
+        "kept": f"{blocker.name} unchanged: {blocker.read_text() == 'x'}",
+    }
 
 
 def f_download_full_disk(ctx: dict[str, Path]) -> Fault:
@@ -237,8 +336,11 @@ def f_download_full_disk(ctx: dict[str, Path]) -> Fault:
         before = (disk / "imdb" / "manifest.json").read_bytes()
         result = cli("download", "--source", ctx["source"], "--output", disk / "imdb", "--force")
         kept = (disk / "imdb" / "manifest.json").read_bytes() == before
-    return {"fault": "download --force onto a disk too small (512 KB tmpfs)", **result,
-            "kept": f"old prepared data intact: {kept}"}
+    return {
+        "fault": "download --force onto a disk too small (512 KB tmpfs)",
+        **result,
+        "kept": f"old prepared data intact: {kept}",
+    }
 
 
 def f_predict_read_only(ctx: dict[str, Path]) -> Fault:
@@ -246,15 +348,21 @@ def f_predict_read_only(ctx: dict[str, Path]) -> Fault:
     out.mkdir()
     with read_only(out) as how:
         result = cli("predict", "--model", ctx["run"], "--output", out / "p.csv", "great film")
-    return {"fault": f"predict --output in a read-only folder ({how})", **result,
-            "kept": "model not loaded"}
+    return {
+        "fault": f"predict --output in a read-only folder ({how})",
+        **result,
+        "kept": "model not loaded",
+    }
 
 
 def f_predict_missing_folder(ctx: dict[str, Path]) -> Fault:
     out = ctx["root"] / "new" / "deeper" / "p.csv"
     result = cli("predict", "--model", ctx["run"], "--output", out, "great film")
-    return {"fault": "predict --output in a folder that does not exist", **result,
-            "kept": f"folder created, file written: {out.is_file()}"}
+    return {
+        "fault": "predict --output in a folder that does not exist",
+        **result,
+        "kept": f"folder created, file written: {out.is_file()}",
+    }
 
 
 def f_predict_full_disk(ctx: dict[str, Path]) -> Fault:
@@ -262,12 +370,22 @@ def f_predict_full_disk(ctx: dict[str, Path]) -> Fault:
         old = disk / "p.csv"
         old.write_text("text,label\nearlier,positive\n")
         fill(disk)
-        result = cli("predict", "--model", ctx["run"], "--output", old, "--overwrite",
-                     *(["a long review of a great film " * 40] * 20))
+        result = cli(
+            "predict",
+            "--model",
+            ctx["run"],
+            "--output",
+            old,
+            "--overwrite",
+            *(["a long review of a great film " * 40] * 20),
+        )
         kept = old.read_text() == "text,label\nearlier,positive\n"
         leftovers = sorted(p.name for p in disk.iterdir() if p.name not in ("p.csv", "filler"))
-    return {"fault": "predict --output --overwrite on a full disk", **result,
-            "kept": f"old file intact: {kept}; leftovers {leftovers}"}
+    return {
+        "fault": "predict --output --overwrite on a full disk",
+        **result,
+        "kept": f"old file intact: {kept}; leftovers {leftovers}",
+    }
 
 
 def f_eval_read_only(ctx: dict[str, Path]) -> Fault:
@@ -276,9 +394,12 @@ def f_eval_read_only(ctx: dict[str, Path]) -> Fault:
     with read_only(run) as how:
         refused = cli("eval", run, "--split", "validation", "--no-report")
         moved = cli("eval", run, "--split", "validation", "--no-report", "--output-dir", out)
-    return {"fault": f"eval on a read-only run, the README's :ro mount ({how})", **refused,
-            "kept": f"with --output-dir: exit {moved['exit_code']}, metrics.json written: "
-                    f"{(out / 'metrics.json').is_file()}"}
+    return {
+        "fault": f"eval on a read-only run, the README's :ro mount ({how})",
+        **refused,
+        "kept": f"with --output-dir: exit {moved['exit_code']}, metrics.json written: "
+        f"{(out / 'metrics.json').is_file()}",
+    }
 
 
 def f_export_read_only(ctx: dict[str, Path]) -> Fault:
@@ -289,8 +410,11 @@ def f_export_read_only(ctx: dict[str, Path]) -> Fault:
     run = fresh_run(ctx, "export-ro")
     with read_only(run) as how:
         result = cli("export", run, "--max-samples", "5")
-    return {"fault": f"export on a read-only run ({how})", **result,
-            "kept": "model not loaded, nothing written"}
+    return {
+        "fault": f"export on a read-only run ({how})",
+        **result,
+        "kept": "model not loaded, nothing written",
+    }
 
 
 def _bad_data(ctx: dict[str, Path], name: str, change: Callable[[Any], Any]) -> Fault:
@@ -300,19 +424,34 @@ def _bad_data(ctx: dict[str, Path], name: str, change: Callable[[Any], Any]) -> 
     shutil.copytree(ctx["data"], data)
     change(pd.read_parquet(data / "train.parquet")).to_parquet(data / "train.parquet")
     runs = ctx["root"] / f"runs-{name}"
-    result = cli("train", "--model", ctx["model"], "--data", data, "--output-dir", runs,
-                 "--run-name", "bad", "--report-to", "none")
+    result = cli(
+        "train",
+        "--model",
+        ctx["model"],
+        "--data",
+        data,
+        "--output-dir",
+        runs,
+        "--run-name",
+        "bad",
+        "--report-to",
+        "none",
+    )
     return {**result, "kept": f"run folder created: {(runs / 'bad').exists()}"}
 
 
 def f_no_label_column(ctx: dict[str, Path]) -> Fault:
-    return {"fault": "train on prepared data without a label column",
-            **_bad_data(ctx, "nolabel", lambda f: f.drop(columns=["label"]))}
+    return {
+        "fault": "train on prepared data without a label column",
+        **_bad_data(ctx, "nolabel", lambda f: f.drop(columns=["label"])),
+    }
 
 
 def f_labels_outside(ctx: dict[str, Path]) -> Fault:
-    return {"fault": "train on prepared data with labels outside 0/1",
-            **_bad_data(ctx, "label2", lambda f: f.assign(label=2))}
+    return {
+        "fault": "train on prepared data with labels outside 0/1",
+        **_bad_data(ctx, "label2", lambda f: f.assign(label=2)),
+    }
 
 
 def _damaged(ctx: dict[str, Path], name: str, damage: Callable[[Path], None]) -> Fault:
@@ -326,14 +465,23 @@ def f_truncated_weights(ctx: dict[str, Path]) -> Fault:
         weights = run / "model" / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:5000])
 
-    return {"fault": "predict with a truncated model.safetensors",
-            **_damaged(ctx, "trunc", cut), "kept": "files untouched"}
+    return {
+        "fault": "predict with a truncated model.safetensors",
+        **_damaged(ctx, "trunc", cut),
+        "kept": "files untouched",
+    }
 
 
 def f_corrupt_settings(ctx: dict[str, Path]) -> Fault:
-    return {"fault": "predict with a corrupt imdb_sentiment.json", "kept": "files untouched",
-            **_damaged(ctx, "settings", lambda r: (r / "model" / "imdb_sentiment.json")
-                       .write_text('{"max_length": '))}
+    return {
+        "fault": "predict with a corrupt imdb_sentiment.json",
+        "kept": "files untouched",
+        **_damaged(
+            ctx,
+            "settings",
+            lambda r: (r / "model" / "imdb_sentiment.json").write_text('{"max_length": '),
+        ),
+    }
 
 
 def f_corrupt_status(ctx: dict[str, Path]) -> Fault:
@@ -341,16 +489,22 @@ def f_corrupt_status(ctx: dict[str, Path]) -> Fault:
         shutil.rmtree(run / "model")
         (run / "status.json").write_text('{"state": ')
 
-    return {"fault": "predict on a run without a model and a corrupt status.json",
-            **_damaged(ctx, "status", damage), "kept": "files untouched"}
+    return {
+        "fault": "predict on a run without a model and a corrupt status.json",
+        **_damaged(ctx, "status", damage),
+        "kept": "files untouched",
+    }
 
 
 def f_corrupt_latest(ctx: dict[str, Path]) -> Fault:
     cwd = ctx["root"] / "latest"
     (cwd / "runs").mkdir(parents=True)
     (cwd / "runs" / "LATEST").write_bytes(b"\xff\xfe\x00garbage")
-    return {"fault": "predict with a corrupt runs/LATEST", **cli("predict", "great", cwd=cwd),
-            "kept": "LATEST untouched"}
+    return {
+        "fault": "predict with a corrupt runs/LATEST",
+        **cli("predict", "great", cwd=cwd),
+        "kept": "LATEST untouched",
+    }
 
 
 def f_eval_one_class(ctx: dict[str, Path]) -> Fault:
@@ -362,9 +516,12 @@ def f_eval_one_class(ctx: dict[str, Path]) -> Fault:
     out = ctx["root"] / "one-class"
     result = cli("eval", ctx["run"], "--file", path, "--no-report", "--output-dir", out)
     text = (out / "metrics.json").read_text() if (out / "metrics.json").is_file() else ""
-    return {"fault": "eval on a one-class file", **result,
-            "kept": f"bare NaN in metrics.json: {'NaN' in text}; "
-                    f"roc_auc: {json.loads(text)['roc_auc'] if text else 'n/a'}"}
+    return {
+        "fault": "eval on a one-class file",
+        **result,
+        "kept": f"bare NaN in metrics.json: {'NaN' in text}; "
+        f"roc_auc: {json.loads(text)['roc_auc'] if text else 'n/a'}",
+    }
 
 
 def f_server_inputs(ctx: dict[str, Path]) -> list[Fault]:
@@ -381,37 +538,75 @@ def f_server_inputs(ctx: dict[str, Path]) -> list[Fault]:
                 break
             time.sleep(0.05)
         for fault, kwargs in (
-            ("POST /predict: a review of zero-width characters only",
-             {"json": {"text": "\u200b\u200c\u2060"}}),
-            ("POST /predict: JSON without a Content-Type header",
-             {"content": b'{"text": "great"}'}),
+            (
+                "POST /predict: a review of zero-width characters only",
+                {"json": {"text": "\u200b\u200c\u2060"}},
+            ),
+            (
+                "POST /predict: JSON without a Content-Type header",
+                {"content": b'{"text": "great"}'},
+            ),
         ):
             r = client.post("/predict", **kwargs)
-            rows.append({"fault": fault, "exit_code": r.status_code,
-                         "stderr": r.json()["detail"], "kept": "server keeps serving"})
+            rows.append(
+                {
+                    "fault": fault,
+                    "exit_code": r.status_code,
+                    "stderr": r.json()["detail"],
+                    "kept": "server keeps serving",
+                }
+            )
         docs = client.get("/docs")
-        rows.append({"fault": "GET /docs offline", "exit_code": docs.status_code,
-                     "stderr": "", "kept": f"loads from a CDN: {'cdn' in docs.text.lower()}"})
+        rows.append(
+            {
+                "fault": "GET /docs offline",
+                "exit_code": docs.status_code,
+                "stderr": "",
+                "kept": f"loads from a CDN: {'cdn' in docs.text.lower()}",
+            }
+        )
     return rows
 
 
 def f_flags(ctx: dict[str, Path]) -> list[Fault]:
     return [
-        {"fault": "predict --batch-size 0", "kept": "model not loaded",
-         **cli("predict", "--model", ctx["run"], "--batch-size", "0", "x")},
-        {"fault": "serve --port 70000", "kept": "model not loaded",
-         **cli("serve", ctx["run"], "--port", "70000")},
+        {
+            "fault": "predict --batch-size 0",
+            "kept": "model not loaded",
+            **cli("predict", "--model", ctx["run"], "--batch-size", "0", "x"),
+        },
+        {
+            "fault": "serve --port 70000",
+            "kept": "model not loaded",
+            **cli("serve", ctx["run"], "--port", "70000"),
+        },
     ]
 
 
 FAULTS: list[Callable[[dict[str, Path]], Fault | list[Fault]]] = [
-    f_model_file_modes, f_checkpoint_file_modes, f_unreadable_weights, f_health_without_model,
-    f_train_read_only, f_train_small_disk,
-    f_download_read_only, f_download_file_in_the_way, f_download_full_disk,
-    f_predict_read_only, f_predict_missing_folder, f_predict_full_disk, f_eval_read_only,
-    f_export_read_only, f_no_label_column, f_labels_outside, f_truncated_weights,
-    f_corrupt_settings, f_corrupt_status, f_corrupt_latest, f_eval_one_class,
-    f_server_inputs, f_flags,
+    f_model_file_modes,
+    f_checkpoint_file_modes,
+    f_unreadable_weights,
+    f_health_without_model,
+    f_train_read_only,
+    f_train_small_disk,
+    f_download_read_only,
+    f_download_file_in_the_way,
+    f_download_full_disk,
+    f_predict_read_only,
+    f_predict_missing_folder,
+    f_predict_full_disk,
+    f_eval_read_only,
+    f_export_read_only,
+    f_no_label_column,
+    f_labels_outside,
+    f_truncated_weights,
+    f_corrupt_settings,
+    f_corrupt_status,
+    f_corrupt_latest,
+    f_eval_one_class,
+    f_server_inputs,
+    f_flags,
 ]
 
 
@@ -448,11 +643,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="imdb-faults-") as tmp:
         rows = run_all(Path(tmp))
     # Temporary paths differ on every run: show them as <tmp>.
-    rows = json.loads(re.sub(r"/tmp/imdb-(faults|perm)-[A-Za-z0-9_]+", "<tmp>",
-                             json.dumps(rows)))
-    Path(args.json).write_text(json.dumps({
-        "command": "python scripts/fault_injection.py", "as_root": IS_ROOT,
-        "faults": rows}, indent=2) + "\n")
+    rows = json.loads(re.sub(r"/tmp/imdb-(faults|perm)-[A-Za-z0-9_]+", "<tmp>", json.dumps(rows)))
+    Path(args.json).write_text(
+        json.dumps(
+            {"command": "python scripts/fault_injection.py", "as_root": IS_ROOT, "faults": rows},
+            indent=2,
+        )
+        + "\n"
+    )
     table = markdown(rows)
     if args.markdown:
         Path(args.markdown).write_text(table)

@@ -49,8 +49,16 @@ def _param_row(param: Any, ctx: Any) -> str:
 def _command_section(name: str, command: Any, parent: Any) -> list[str]:
     ctx = command.context_class(command, info_name=name, parent=parent)
     usage = " ".join(command.collect_usage_pieces(ctx))
-    lines = [f"## `{name}`", "", (command.help or "").strip(), "", "```text",
-             f"{PROG} {name} {usage}".rstrip(), "```", ""]
+    lines = [
+        f"## `{name}`",
+        "",
+        (command.help or "").strip(),
+        "",
+        "```text",
+        f"{PROG} {name} {usage}".rstrip(),
+        "```",
+        "",
+    ]
     params = [p for p in command.get_params(ctx) if not getattr(p, "hidden", False)]
     if params:
         lines += ["| argument or option | description |", "|---|---|"]
@@ -68,15 +76,20 @@ def cli_reference(app: typer.Typer | None = None) -> str:
     group = typer.main.get_command(app)
     root = group.context_class(group, info_name=PROG)
     lines = [
-        "# CLI reference", "",
-        "<!-- Generated from the Typer app by scripts/gen_cli_reference.py; do not edit. -->", "",
-        (group.help or "").strip(), "",
+        "# CLI reference",
+        "",
+        "<!-- Generated from the Typer app by scripts/gen_cli_reference.py; do not edit. -->",
+        "",
+        (group.help or "").strip(),
+        "",
         f"Every command runs as `{PROG} COMMAND [OPTIONS]`; `{PROG} COMMAND --help` prints the "
-        "same text. Commands:", "",
+        "same text. Commands:",
+        "",
     ]
     commands: dict[str, Any] = getattr(group, "commands", {})
-    lines += [f"- [`{n}`](#{n}): {_cell(c.get_short_help_str(limit=300))}"
-              for n, c in commands.items()]
+    lines += [
+        f"- [`{n}`](#{n}): {_cell(c.get_short_help_str(limit=300))}" for n, c in commands.items()
+    ]
     lines.append("")
     for name, command in commands.items():
         lines += _command_section(name, command, root)
@@ -92,20 +105,28 @@ def config_reference() -> str:
     from imdb_sentiment.config import SECTIONS
 
     lines = [
-        "# Configuration reference", "",
-        "<!-- Generated from imdb_sentiment/config.py by scripts/gen_cli_reference.py. -->", "",
+        "# Configuration reference",
+        "",
+        "<!-- Generated from imdb_sentiment/config.py by scripts/gen_cli_reference.py. -->",
+        "",
         "Every key below may be set in a `--config` YAML file (nested under its section) or with "
         "`--set section.key=value`. Precedence, lowest first: these defaults, the model family's "
         "recipe, `--config`, `--set`, explicit flags. The resolved config is saved as "
-        "`runs/<name>/config.yaml`.", "",
+        "`runs/<name>/config.yaml`.",
+        "",
     ]
     for section, cls in SECTIONS.items():
-        lines += [f"## `{section}`", "", (cls.__doc__ or "").strip(), "",
-                  "| key | type | default |", "|---|---|---|"]
+        lines += [
+            f"## `{section}`",
+            "",
+            (cls.__doc__ or "").strip(),
+            "",
+            "| key | type | default |",
+            "|---|---|---|",
+        ]
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else ""
-            lines.append(f"| `{section}.{f.name}` | `{_cell(_type_name(f.type))}` | "
-                         f"`{default}` |")
+            lines.append(f"| `{section}.{f.name}` | `{_cell(_type_name(f.type))}` | `{default}` |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

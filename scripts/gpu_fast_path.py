@@ -144,9 +144,10 @@ class ShuffledLengthBuckets:
         size = self.batch_size * self.mega
         batches = []
         for start in range(0, len(order), size):
-            group = sorted(order[start:start + size], key=self.lengths.__getitem__)
-            batches += [group[i:i + self.batch_size] for i in range(0, len(group),
-                                                                     self.batch_size)]
+            group = sorted(order[start : start + size], key=self.lengths.__getitem__)
+            batches += [
+                group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size)
+            ]
         # A short batch stays last: anywhere else it would shift every later batch's bounds.
         short = [b for b in batches if len(b) < self.batch_size]
         full = [b for b in batches if len(b) == self.batch_size]
@@ -176,8 +177,11 @@ def _fast_patches(seed: int) -> None:
     def sampler(self: Any, train_dataset: Any = None) -> Any:
         data = train_dataset if train_dataset is not None else self.train_dataset
         lengths = np.diff(data.offsets).tolist()
-        print(f"fast arm: optimizer {self.args.optim}, shuffled length buckets of "
-              f"{self.args.train_batch_size}", flush=True)
+        print(
+            f"fast arm: optimizer {self.args.optim}, shuffled length buckets of "
+            f"{self.args.train_batch_size}",
+            flush=True,
+        )
         return ShuffledLengthBuckets(lengths, self.args.train_batch_size, seed)
 
     Trainer._get_train_sampler = sampler  # type: ignore[method-assign]
@@ -190,10 +194,15 @@ def _clock_library(clock: PhaseClock) -> None:
     from imdb_sentiment.training import loop
 
     for owner, attr, phase in (
-        (splits, "load_split", "load"), (loop, "load_tokenizer", "load"),
-        (loop, "load_model_for_training", "load"), (loop, "encoded_reviews", "tokenize"),
-        (Trainer, "train", "train"), (Trainer, "evaluate", "evaluate"),
-        (Trainer, "predict", "evaluate"), (loop, "_score", "evaluate"), (loop, "_save", "save"),
+        (splits, "load_split", "load"),
+        (loop, "load_tokenizer", "load"),
+        (loop, "load_model_for_training", "load"),
+        (loop, "encoded_reviews", "tokenize"),
+        (Trainer, "train", "train"),
+        (Trainer, "evaluate", "evaluate"),
+        (Trainer, "predict", "evaluate"),
+        (loop, "_score", "evaluate"),
+        (loop, "_save", "save"),
     ):
         clock.wrap(owner, attr, phase)
 
@@ -204,15 +213,39 @@ def train_arm(arm: str, model: str, data: str, runs: str, limit: int = 0) -> dic
 
     clock = PhaseClock()
     _clock_library(clock)
-    argv = ["train", "--model", model, "--data", data, "--output-dir", runs,
-            "--run-name", arm, "--overwrite", "--report-to", "none"]
+    argv = [
+        "train",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--output-dir",
+        runs,
+        "--run-name",
+        arm,
+        "--overwrite",
+        "--report-to",
+        "none",
+    ]
     if limit:
-        argv += ["--max-train-samples", str(limit), "--max-eval-samples", str(limit),
-                 "--max-length", "64", "--epochs", "1"]
+        argv += [
+            "--max-train-samples",
+            str(limit),
+            "--max-eval-samples",
+            str(limit),
+            "--max-length",
+            "64",
+            "--epochs",
+            "1",
+        ]
     if arm == "fast":
         _fast_patches(seed=42)
-        argv += ["--set", "training.warmup_ratio=0.06",
-                 "--set", "training.dataloader_num_workers=4"]
+        argv += [
+            "--set",
+            "training.warmup_ratio=0.06",
+            "--set",
+            "training.dataloader_num_workers=4",
+        ]
     start = time.perf_counter()
     try:
         returned = app(args=argv, standalone_mode=False)
@@ -222,13 +255,19 @@ def train_arm(arm: str, model: str, data: str, runs: str, limit: int = 0) -> dic
     total = time.perf_counter() - start
     metrics_file = Path(runs) / arm / "metrics.json"
     metrics = json.loads(metrics_file.read_text())["metrics"] if metrics_file.is_file() else {}
-    return {"exit_code": code, "command_s": total, "phases": clock.seconds,
-            "predictions_in_row_order": _aligned(Path(runs) / arm, metrics),
-            "accuracy": metrics.get("accuracy"), "intervals": metrics.get("intervals"),
-            "train_samples_per_second": metrics.get("train_samples_per_second"),
-            "train_samples": metrics.get("train_samples"), "n": metrics.get("n"),
-            "epochs": metrics.get("epochs_completed"),
-            "precision": metrics.get("training_precision")}
+    return {
+        "exit_code": code,
+        "command_s": total,
+        "phases": clock.seconds,
+        "predictions_in_row_order": _aligned(Path(runs) / arm, metrics),
+        "accuracy": metrics.get("accuracy"),
+        "intervals": metrics.get("intervals"),
+        "train_samples_per_second": metrics.get("train_samples_per_second"),
+        "train_samples": metrics.get("train_samples"),
+        "n": metrics.get("n"),
+        "epochs": metrics.get("epochs_completed"),
+        "precision": metrics.get("training_precision"),
+    }
 
 
 def _aligned(run_dir: Path, metrics: dict[str, Any]) -> bool | None:
@@ -257,14 +296,19 @@ def plain_arm(model: str, data: str, runs: str, limit: int = 0) -> dict[str, Any
     )
 
     clock = PhaseClock()
-    for owner, attr, phase in ((pd, "read_parquet", "load"), (Trainer, "train", "train"),
-                               (Trainer, "evaluate", "evaluate"), (Trainer, "save_model", "save")):
+    for owner, attr, phase in (
+        (pd, "read_parquet", "load"),
+        (Trainer, "train", "train"),
+        (Trainer, "evaluate", "evaluate"),
+        (Trainer, "save_model", "save"),
+    ):
         clock.wrap(owner, attr, phase)
     start = time.perf_counter()
     clock._enter("load")
     tok = AutoTokenizer.from_pretrained(model)
-    net = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2,
-                                                             dtype=torch.float32)
+    net = AutoModelForSequenceClassification.from_pretrained(
+        model, num_labels=2, dtype=torch.float32
+    )
     frames = {s: pd.read_parquet(Path(data) / f"{s}.parquet") for s in ("train", "validation")}
     if limit:
         frames = {s: f.sample(min(limit, len(f)), random_state=42) for s, f in frames.items()}
@@ -273,32 +317,54 @@ def plain_arm(model: str, data: str, runs: str, limit: int = 0) -> dict[str, Any
     sets = {}
     for split, frame in frames.items():
         enc = tok(frame["text"].tolist(), truncation=True, max_length=64 if limit else 512)
-        sets[split] = [{"input_ids": ids, "attention_mask": mask, "label": int(y)}
-                       for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"],
-                                               frame["label"], strict=True)]
+        sets[split] = [
+            {"input_ids": ids, "attention_mask": mask, "label": int(y)}
+            for ids, mask, y in zip(
+                enc["input_ids"], enc["attention_mask"], frame["label"], strict=True
+            )
+        ]
     clock._leave()
 
     def accuracy(p: Any) -> dict[str, float]:
         return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
 
     targs = TrainingArguments(
-        output_dir=f"{runs}/plain", learning_rate=2e-5, per_device_train_batch_size=16,
-        per_device_eval_batch_size=16, num_train_epochs=1 if limit else 2, weight_decay=0.01,
+        output_dir=f"{runs}/plain",
+        learning_rate=2e-5,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=16,
+        num_train_epochs=1 if limit else 2,
+        weight_decay=0.01,
         fp16=torch.cuda.is_available(),  # the tutorial's fp16, where there is a GPU for it
-        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
-        report_to=[], disable_tqdm=True)
-    trainer = Trainer(model=net, args=targs, train_dataset=sets["train"],
-                      eval_dataset=sets["validation"], processing_class=tok,
-                      data_collator=DataCollatorWithPadding(tok), compute_metrics=accuracy)
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        report_to=[],
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=net,
+        args=targs,
+        train_dataset=sets["train"],
+        eval_dataset=sets["validation"],
+        processing_class=tok,
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=accuracy,
+    )
     out = trainer.train()
     final = trainer.evaluate()
     trainer.save_model(f"{runs}/plain/model")
-    return {"exit_code": 0, "command_s": time.perf_counter() - start, "phases": clock.seconds,
-            "accuracy": final["eval_accuracy"], "n": len(sets["validation"]),
-            "train_samples": len(sets["train"]),
-            "train_samples_per_second": out.metrics.get("train_samples_per_second"),
-            "epochs": out.metrics.get("epoch"),
-            "precision": "fp16" if torch.cuda.is_available() else "fp32"}
+    return {
+        "exit_code": 0,
+        "command_s": time.perf_counter() - start,
+        "phases": clock.seconds,
+        "accuracy": final["eval_accuracy"],
+        "n": len(sets["validation"]),
+        "train_samples": len(sets["train"]),
+        "train_samples_per_second": out.metrics.get("train_samples_per_second"),
+        "epochs": out.metrics.get("epoch"),
+        "precision": "fp16" if torch.cuda.is_available() else "fp32",
+    }
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -317,10 +383,14 @@ def _preflight() -> dict[str, Any]:
     import torch
     import transformers
 
-    info = {"torch": torch.__version__, "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__, "cuda": torch.cuda.is_available(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "datasets_installed": importlib.util.find_spec("datasets") is not None}
+    info = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "datasets_installed": importlib.util.find_spec("datasets") is not None,
+    }
     print("preflight:", json.dumps(info), flush=True)
     import imdb_sentiment.cli.app  # noqa: F401  (the train path must import without datasets)
 
@@ -354,16 +424,29 @@ def run_all(args: argparse.Namespace) -> None:
     prepare(str(Path(args.carry) / "imdb"), data, force=True, log=lambda _m: None)
     report["prepare_data_s"] = time.perf_counter() - start
     for arm in args.arms.split(","):
-        report["arms"][arm] = _spawn(arm, model, str(data), str(work / "runs"), args.arm_timeout,
-                                     args.limit)
+        report["arms"][arm] = _spawn(
+            arm, model, str(data), str(work / "runs"), args.arm_timeout, args.limit
+        )
         (out / "gpu_fast_path.json").write_text(json.dumps(report, indent=2, default=str))
     print(_table(report))
 
 
-def _spawn(arm: str, model: str, data: str, runs: str, timeout: int,
-           limit: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "child", "--arm", arm, "--model", model, "--data", data,
-           "--runs", runs, "--limit", str(limit)]
+def _spawn(arm: str, model: str, data: str, runs: str, timeout: int, limit: int) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "child",
+        "--arm",
+        arm,
+        "--model",
+        model,
+        "--data",
+        data,
+        "--runs",
+        runs,
+        "--limit",
+        str(limit),
+    ]
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
@@ -382,8 +465,11 @@ def _spawn(arm: str, model: str, data: str, runs: str, timeout: int,
 
 
 def _table(report: dict[str, Any]) -> str:
-    head = (f"{'arm':<8} {'acc':>7} {'process':>8} {'command':>8} "
-            + " ".join(f"{p:>9}" for p in PHASES) + f" {'other':>6} {'samples/s':>9}")
+    head = (
+        f"{'arm':<8} {'acc':>7} {'process':>8} {'command':>8} "
+        + " ".join(f"{p:>9}" for p in PHASES)
+        + f" {'other':>6} {'samples/s':>9}"
+    )
     rows = [head]
     for arm, r in report["arms"].items():
         if "error" in r:
@@ -392,9 +478,11 @@ def _table(report: dict[str, Any]) -> str:
         phases = r["phases"]
         other = r["command_s"] - sum(phases.values())
         acc = f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "-"
-        rows.append(f"{arm:<8} {acc:>7} {r['process_s']:>7.1f}s {r['command_s']:>7.1f}s "
-                    + " ".join(f"{phases[p]:>8.1f}s" for p in PHASES)
-                    + f" {other:>5.1f}s {r.get('train_samples_per_second') or 0:>9.0f}")
+        rows.append(
+            f"{arm:<8} {acc:>7} {r['process_s']:>7.1f}s {r['command_s']:>7.1f}s "
+            + " ".join(f"{phases[p]:>8.1f}s" for p in PHASES)
+            + f" {other:>5.1f}s {r.get('train_samples_per_second') or 0:>9.0f}"
+        )
     return "\n".join(rows)
 
 
@@ -411,15 +499,22 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--work", default="/tmp/gpu-fast-path")
     r.add_argument("--arms", default=",".join(ARMS))
     r.add_argument("--arm-timeout", type=int, default=240)
-    r.add_argument("--limit", type=int, default=0,
-                   help="reviews per split and 1 epoch at 64 tokens: a smoke test of the script")
+    r.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="reviews per split and 1 epoch at 64 tokens: a smoke test of the script",
+    )
     c = sub.add_parser("child")
     for flag in ("--arm", "--model", "--data", "--runs"):
         c.add_argument(flag, required=True)
     c.add_argument("--limit", type=int, default=0)
     args = parser.parse_args(argv)
     verbs: dict[str, Callable[[argparse.Namespace], None]] = {
-        "prepare": prepare_carry, "run": run_all, "child": _child}
+        "prepare": prepare_carry,
+        "run": run_all,
+        "child": _child,
+    }
     verbs[args.verb](args)
 
 

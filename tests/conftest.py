@@ -20,13 +20,65 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-POSITIVE = ["wonderful", "brilliant", "superb", "moving", "delightful", "masterpiece",
-            "great", "excellent", "loved", "beautiful", "charming", "gripping"]
-NEGATIVE = ["awful", "boring", "terrible", "dull", "waste", "horrible", "bad", "worst",
-            "hated", "tedious", "clumsy", "painful"]
-FILLER = ["the", "film", "movie", "plot", "actor", "scene", "story", "was", "and", "it",
-          "director", "camera", "music", "ending", "a", "of", "is", "this", "with", "cast",
-          "script", "hour", "minutes", "character", "role", "very", "quite", "really", "i"]
+POSITIVE = [
+    "wonderful",
+    "brilliant",
+    "superb",
+    "moving",
+    "delightful",
+    "masterpiece",
+    "great",
+    "excellent",
+    "loved",
+    "beautiful",
+    "charming",
+    "gripping",
+]
+NEGATIVE = [
+    "awful",
+    "boring",
+    "terrible",
+    "dull",
+    "waste",
+    "horrible",
+    "bad",
+    "worst",
+    "hated",
+    "tedious",
+    "clumsy",
+    "painful",
+]
+FILLER = [
+    "the",
+    "film",
+    "movie",
+    "plot",
+    "actor",
+    "scene",
+    "story",
+    "was",
+    "and",
+    "it",
+    "director",
+    "camera",
+    "music",
+    "ending",
+    "a",
+    "of",
+    "is",
+    "this",
+    "with",
+    "cast",
+    "script",
+    "hour",
+    "minutes",
+    "character",
+    "role",
+    "very",
+    "quite",
+    "really",
+    "i",
+]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,8 +127,9 @@ def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:
         {
             "text": [synthetic_review(y, rng) for y in labels],
             "label": labels,
-            "rating": [rng.choice([7, 8, 9, 10]) if y else rng.choice([1, 2, 3, 4])
-                       for y in labels],
+            "rating": [
+                rng.choice([7, 8, 9, 10]) if y else rng.choice([1, 2, 3, 4]) for y in labels
+            ],
         }
     )
 
@@ -88,13 +141,26 @@ def build_tiny_model(path: Path) -> Path:
 
     path.mkdir(parents=True, exist_ok=True)
     letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = [*SPECIAL, *sorted(set(POSITIVE + NEGATIVE + FILLER)), *letters, *".,!?<>/",
-             *("##" + c for c in letters)]
-    tokenizer = DistilBertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)},
-                                        do_lower_case=True, model_max_length=512)
+    vocab = [
+        *SPECIAL,
+        *sorted(set(POSITIVE + NEGATIVE + FILLER)),
+        *letters,
+        *".,!?<>/",
+        *("##" + c for c in letters),
+    ]
+    tokenizer = DistilBertTokenizerFast(
+        vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, model_max_length=512
+    )
     tokenizer.save_pretrained(path)
-    config = DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2,
-                              hidden_dim=64, max_position_embeddings=512, pad_token_id=0)
+    config = DistilBertConfig(
+        vocab_size=len(vocab),
+        dim=32,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=64,
+        max_position_embeddings=512,
+        pad_token_id=0,
+    )
     # Seeded without touching the global generator: the encoder's weights, and so every test
     # that reads its raw output, must not depend on which tests ran before the fixture.
     with torch.random.fork_rng():
@@ -146,8 +212,9 @@ def tiny_train_overrides(model: Path, data: Path, output_dir: Path, name: str) -
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
-                prepared_data: Path) -> Path:
+def trained_run(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, prepared_data: Path
+) -> Path:
     """One real (tiny) training run shared by the eval, predict and serving tests."""
     from imdb_sentiment.config import resolve
     from imdb_sentiment.training.loop import train

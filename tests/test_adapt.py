@@ -25,11 +25,22 @@ runner = CliRunner()
 
 
 def _cfg(model: Path, data: Path, runs: Path, name: str, **extra: Any) -> Any:
-    return resolve(overrides={
-        "model.name": str(model), "model.max_length": 32, "data.dir": str(data),
-        "run.output_dir": str(runs), "run.name": name, "run.report_to": "none",
-        "training.learning_rate": 1e-3, "training.epochs": 1, "training.batch_size": 16,
-        "training.logging_steps": 1, "training.warmup_ratio": 0.0, **extra})
+    return resolve(
+        overrides={
+            "model.name": str(model),
+            "model.max_length": 32,
+            "data.dir": str(data),
+            "run.output_dir": str(runs),
+            "run.name": name,
+            "run.report_to": "none",
+            "training.learning_rate": 1e-3,
+            "training.epochs": 1,
+            "training.batch_size": 16,
+            "training.logging_steps": 1,
+            "training.warmup_ratio": 0.0,
+            **extra,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +51,16 @@ def unlabelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def adapted(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, prepared_data: Path,
-            unlabelled: Path) -> AdaptResult:
+def adapted(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model: Path,
+    prepared_data: Path,
+    unlabelled: Path,
+) -> AdaptResult:
     runs = tmp_path_factory.mktemp("adapt-runs")
-    settings = AdaptSettings(unlabelled=[str(unlabelled)], include_train=True, max_texts=60,
-                             holdout=6)
+    settings = AdaptSettings(
+        unlabelled=[str(unlabelled)], include_train=True, max_texts=60, holdout=6
+    )
     return adapt(_cfg(tiny_model, prepared_data, runs, "adapted"), settings, log=lambda _m: None)
 
 
@@ -52,47 +68,60 @@ def _with_text(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "mixed.parquet"
     frame = synthetic_frame(10, seed=9)[["text"]]
     # Uncleaned on purpose: the check compares cleaned texts, as the tokenizer reads them.
-    pd.concat([frame, pd.DataFrame({"text": ["  " + text.replace(" ", "  ") + " <br />"]})]
-              ).to_parquet(path, index=False)
+    pd.concat(
+        [frame, pd.DataFrame({"text": ["  " + text.replace(" ", "  ") + " <br />"]})]
+    ).to_parquet(path, index=False)
     return path
 
 
 @pytest.mark.parametrize("split", ["validation", "test"])
-def test_a_file_holding_a_held_out_text_is_refused(tmp_path: Path, prepared_data: Path,
-                                                   tiny_model: Path, split: str) -> None:
+def test_a_file_holding_a_held_out_text_is_refused(
+    tmp_path: Path, prepared_data: Path, tiny_model: Path, split: str
+) -> None:
     text = pd.read_parquet(prepared_data / f"{split}.parquet")["text"].iloc[3]
     path = _with_text(tmp_path, text)
     cfg = _cfg(tiny_model, prepared_data, tmp_path / "runs", "refused")
-    with pytest.raises(DataError, match=r"1 of its texts also occur in the prepared "
-                                        r"validation/test split.*--drop-overlap"):
+    with pytest.raises(
+        DataError,
+        match=r"1 of its texts also occur in the prepared "
+        r"validation/test split.*--drop-overlap",
+    ):
         adapt(cfg, AdaptSettings(unlabelled=[str(path)]), log=lambda _m: None)
     assert not (tmp_path / "runs").exists()  # refused before anything was written
 
-    corpus = build_corpus(prepared_data, [path], include_train=False, drop_overlap=True,
-                          log=lambda _m: None)
+    corpus = build_corpus(
+        prepared_data, [path], include_train=False, drop_overlap=True, log=lambda _m: None
+    )
     assert corpus.sources[0].dropped_overlap == 1 and len(corpus.texts) == 10
     assert text not in corpus.texts
 
 
 def test_a_prepared_validation_or_test_split_is_refused_even_as_a_copy(
-        tmp_path: Path, prepared_data: Path) -> None:
+    tmp_path: Path, prepared_data: Path
+) -> None:
     with pytest.raises(DataError, match="is the prepared validation split"):
-        build_corpus(prepared_data, [prepared_data / "validation.parquet"], include_train=False,
-                     drop_overlap=True, log=lambda _m: None)
+        build_corpus(
+            prepared_data,
+            [prepared_data / "validation.parquet"],
+            include_train=False,
+            drop_overlap=True,
+            log=lambda _m: None,
+        )
     copy = tmp_path / "renamed.parquet"
     copy.write_bytes((prepared_data / "test.parquet").read_bytes())
     with pytest.raises(DataError, match="is the prepared test split"):
-        build_corpus(prepared_data, [copy], include_train=True, drop_overlap=True,
-                     log=lambda _m: None)
+        build_corpus(
+            prepared_data, [copy], include_train=True, drop_overlap=True, log=lambda _m: None
+        )
 
 
-def test_the_manifest_says_what_text_was_read(adapted: AdaptResult, unlabelled: Path,
-                                              prepared_data: Path) -> None:
+def test_the_manifest_says_what_text_was_read(
+    adapted: AdaptResult, unlabelled: Path, prepared_data: Path
+) -> None:
     m = json.loads((adapted.run_dir / "adapt_manifest.json").read_text())
     sources = {Path(s["path"]).name: s for s in m["corpus"]["sources"]}
     assert sources["unsup.parquet"]["rows"] == 40
-    assert sources["train.parquet"]["rows"] == len(pd.read_parquet(
-        prepared_data / "train.parquet"))
+    assert sources["train.parquet"]["rows"] == len(pd.read_parquet(prepared_data / "train.parquet"))
     from imdb_sentiment.data.files import file_sha256
 
     assert sources["unsup.parquet"]["sha256"] == file_sha256(unlabelled)
@@ -111,8 +140,9 @@ def test_the_manifest_says_what_text_was_read(adapted: AdaptResult, unlabelled: 
     assert not (adapted.run_dir.parent / "LATEST").exists()  # no classifier for eval/predict
 
 
-def test_train_fine_tunes_the_adapted_encoder(adapted: AdaptResult, prepared_data: Path,
-                                              tmp_path: Path) -> None:
+def test_train_fine_tunes_the_adapted_encoder(
+    adapted: AdaptResult, prepared_data: Path, tmp_path: Path
+) -> None:
     import torch
 
     from imdb_sentiment.modeling.loading import load_model_for_training, load_trained
@@ -137,8 +167,9 @@ def test_train_fine_tunes_the_adapted_encoder(adapted: AdaptResult, prepared_dat
     assert (result.run_dir / "model" / "config.json").is_file()
 
 
-def test_resume_continues_on_the_same_corpus_only(tmp_path: Path, tiny_model: Path,
-                                                  prepared_data: Path, unlabelled: Path) -> None:
+def test_resume_continues_on_the_same_corpus_only(
+    tmp_path: Path, tiny_model: Path, prepared_data: Path, unlabelled: Path
+) -> None:
     settings = AdaptSettings(unlabelled=[str(unlabelled)], max_texts=32, holdout=0, pack=False)
     first = adapt(_cfg(tiny_model, prepared_data, tmp_path, "r"), settings, log=lambda _m: None)
     steps = first.manifest["processes"][0]["optimizer_steps"]
@@ -146,12 +177,20 @@ def test_resume_continues_on_the_same_corpus_only(tmp_path: Path, tiny_model: Pa
 
     other = AdaptSettings(unlabelled=[str(unlabelled)], max_texts=30, holdout=0, pack=False)
     with pytest.raises(RunError, match="corpus or settings differ"):
-        adapt(_cfg(tiny_model, prepared_data, tmp_path, "r", **{"training.epochs": 2}), other,
-              resume=True, log=lambda _m: None)
+        adapt(
+            _cfg(tiny_model, prepared_data, tmp_path, "r", **{"training.epochs": 2}),
+            other,
+            resume=True,
+            log=lambda _m: None,
+        )
 
     logs: list[str] = []
-    again = adapt(_cfg(tiny_model, prepared_data, tmp_path, "r", **{"training.epochs": 2}),
-                  settings, resume=True, log=logs.append)
+    again = adapt(
+        _cfg(tiny_model, prepared_data, tmp_path, "r", **{"training.epochs": 2}),
+        settings,
+        resume=True,
+        log=logs.append,
+    )
     assert any(line.startswith("resuming from") and "checkpoint-" in line for line in logs)
     assert again.manifest["result"]["epochs_completed"] == 2
     assert again.manifest["processes"][0]["optimizer_steps"] == 2 * steps
@@ -178,18 +217,53 @@ def test_packed_blocks_hold_every_token_once(tiny_model: Path) -> None:
 
 def test_cli_flags_reach_adapt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen = _patched(monkeypatch, tmp_path)
-    result = runner.invoke(app, [
-        "adapt", "--unlabelled", "a.parquet", "--unlabelled", "b.txt", "--include-train",
-        "--drop-overlap", "--no-pack", "--mlm-probability", "0.2", "--max-texts", "100",
-        "--holdout", "7", "--model", "m", "--data", "d", "--output-dir", str(tmp_path),
-        "--run-name", "x", "--epochs", "3", "--save-steps", "25", "--report-to", "none",
-        "--num-processes", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--unlabelled",
+            "a.parquet",
+            "--unlabelled",
+            "b.txt",
+            "--include-train",
+            "--drop-overlap",
+            "--no-pack",
+            "--mlm-probability",
+            "0.2",
+            "--max-texts",
+            "100",
+            "--holdout",
+            "7",
+            "--model",
+            "m",
+            "--data",
+            "d",
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "x",
+            "--epochs",
+            "3",
+            "--save-steps",
+            "25",
+            "--report-to",
+            "none",
+            "--num-processes",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "fine-tune it with: imdb-sentiment train --model" in result.output
     s, cfg = seen["settings"], seen["cfg"]
-    assert s == AdaptSettings(unlabelled=["a.parquet", "b.txt"], include_train=True,
-                              drop_overlap=True, pack=False, mlm_probability=0.2,
-                              max_texts=100, holdout=7)
+    assert s == AdaptSettings(
+        unlabelled=["a.parquet", "b.txt"],
+        include_train=True,
+        drop_overlap=True,
+        pack=False,
+        mlm_probability=0.2,
+        max_texts=100,
+        holdout=7,
+    )
     assert (cfg.model.name, cfg.data.dir, cfg.run.name, cfg.training.epochs) == ("m", "d", "x", 3)
     assert cfg.training.eval_steps == 25
     # The masked-LM defaults fill what no flag gave; a flag still wins.
@@ -198,17 +272,33 @@ def test_cli_flags_reach_adapt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert cfg.sources["training.epochs"] == "flag"
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    ([], 2, "nothing to adapt on"),
-    (["--include-train", "--mlm-probability", "1.5"], 2, "--mlm-probability must be in"),
-    (["--unlabelled", "{data}/validation.parquet"], 3, "is the prepared validation split"),
-])
-def test_cli_refusals_are_one_line(prepared_data: Path, tiny_model: Path, tmp_path: Path,
-                                   args: list[str], code: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        ([], 2, "nothing to adapt on"),
+        (["--include-train", "--mlm-probability", "1.5"], 2, "--mlm-probability must be in"),
+        (["--unlabelled", "{data}/validation.parquet"], 3, "is the prepared validation split"),
+    ],
+)
+def test_cli_refusals_are_one_line(
+    prepared_data: Path, tiny_model: Path, tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
     args = [a.replace("{data}", str(prepared_data)) for a in args]
-    result = runner.invoke(app, ["adapt", "--model", str(tiny_model), "--data",
-                                 str(prepared_data), "--output-dir", str(tmp_path),
-                                 "--report-to", "none", *args])
+    result = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(prepared_data),
+            "--output-dir",
+            str(tmp_path),
+            "--report-to",
+            "none",
+            *args,
+        ],
+    )
     assert result.exit_code == code, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not any(tmp_path.iterdir())
@@ -227,22 +317,33 @@ def _patched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     return seen
 
 
-def test_relaunched_processes_get_the_same_settings(monkeypatch: pytest.MonkeyPatch,
-                                                    tmp_path: Path) -> None:
+def test_relaunched_processes_get_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from imdb_sentiment.cli.adapt import settings_flags
 
     seen = _patched(monkeypatch, tmp_path)
-    settings = AdaptSettings(unlabelled=["u.parquet"], include_train=True, drop_overlap=True,
-                             pack=False, mlm_probability=0.3, max_texts=9, holdout=4,
-                             text_column="review")
-    result = runner.invoke(app, ["adapt", *settings_flags(settings), "--num-processes", "1",
-                                 "--output-dir", str(tmp_path)])
+    settings = AdaptSettings(
+        unlabelled=["u.parquet"],
+        include_train=True,
+        drop_overlap=True,
+        pack=False,
+        mlm_probability=0.3,
+        max_texts=9,
+        holdout=4,
+        text_column="review",
+    )
+    result = runner.invoke(
+        app,
+        ["adapt", *settings_flags(settings), "--num-processes", "1", "--output-dir", str(tmp_path)],
+    )
     assert result.exit_code == 0, result.output
     assert seen["settings"] == settings
 
 
-def test_resume_without_sources_reuses_the_saved_ones(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_resume_without_sources_reuses_the_saved_ones(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     seen = _patched(monkeypatch, tmp_path)
     run = tmp_path / "r"
     run.mkdir()
@@ -251,8 +352,19 @@ def test_resume_without_sources_reuses_the_saved_ones(monkeypatch: pytest.Monkey
     from dataclasses import asdict
 
     (run / "adapt_manifest.json").write_text(json.dumps({"settings": asdict(saved)}))
-    result = runner.invoke(app, ["adapt", "--resume", "--run-name", "r", "--output-dir",
-                                 str(tmp_path), "--num-processes", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--resume",
+            "--run-name",
+            "r",
+            "--output-dir",
+            str(tmp_path),
+            "--num-processes",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert seen["resume"] is True and seen["settings"] == saved
     assert seen["cfg"].training.epochs == 4  # the saved config, not the adapt defaults
@@ -274,13 +386,22 @@ def test_the_adapted_model_keeps_the_pretrained_pooler(tmp_path: Path, tiny_mode
 
     base = tmp_path / "tiny-bert"
     tokenizer = load_tokenizer(str(tiny_model))
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=64)).save_pretrained(base)
+    BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(base)
     tokenizer.save_pretrained(base)
     mlm, missing = load_model_for_masked_lm(str(base))
     assert any(name.startswith("cls.") for name in missing)  # a fresh head, as for MiniLM
     mlm.save_pretrained(tmp_path / "adapted")
     assert keep_base_weights(str(base), tmp_path / "adapted") == [
-        "bert.pooler.dense.bias", "bert.pooler.dense.weight"]
+        "bert.pooler.dense.bias",
+        "bert.pooler.dense.weight",
+    ]
     adapted, plain = (load_model_for_training(str(p)) for p in (tmp_path / "adapted", base))
     assert torch.equal(adapted.bert.pooler.dense.weight, plain.bert.pooler.dense.weight)

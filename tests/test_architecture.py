@@ -44,6 +44,11 @@ def test_imports_follow_the_layers() -> None:
     lint_imports = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     if lint_imports is None:
         pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
-    result = subprocess.run([lint_imports, "--no-cache"], cwd=PACKAGE.parent,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [lint_imports, "--no-cache"],
+        cwd=PACKAGE.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -83,8 +83,14 @@ def test_trained_run_stores_and_applies_its_temperature(trained_run: Path) -> No
     cal = metrics["calibration"]
     assert cal["temperature"] == pytest.approx(settings["temperature"])
     assert MIN_TEMPERATURE <= settings["temperature"] <= MAX_TEMPERATURE
-    for key in ("ece_uncalibrated", "ece", "brier_uncalibrated", "brier", "ece_crossfit",
-                "brier_crossfit"):
+    for key in (
+        "ece_uncalibrated",
+        "ece",
+        "brier_uncalibrated",
+        "brier",
+        "ece_crossfit",
+        "brier_crossfit",
+    ):
         assert 0.0 <= cal[key] <= 1.0
     assert cal["brier"] <= cal["brier_uncalibrated"] + 1e-9 or cal["temperature"] == 1.0
 

@@ -23,28 +23,45 @@ def test_defaults_reproduce_the_distilbert_recipe() -> None:
 
 def test_precedence_defaults_file_set_flags(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"training": {"learning_rate": 1e-4, "epochs": 3},
-                                    "model": {"max_length": 256}}))
-    cfg = resolve(path, {"training.learning_rate": 3e-5, "training.epochs": None},
-                  ["model.max_length=128", "training.seed=7"])
+    path.write_text(
+        yaml.safe_dump(
+            {"training": {"learning_rate": 1e-4, "epochs": 3}, "model": {"max_length": 256}}
+        )
+    )
+    cfg = resolve(
+        path,
+        {"training.learning_rate": 3e-5, "training.epochs": None},
+        ["model.max_length=128", "training.seed=7"],
+    )
     assert cfg.training.learning_rate == 3e-5  # flag beats file
     assert cfg.training.epochs == 3  # flag not given: file wins
     assert cfg.model.max_length == 128  # --set beats file
     assert cfg.training.seed == 7
     assert cfg.training.batch_size == 16  # default survives
-    assert {key: cfg.sources[key] for key in ("training.learning_rate", "training.epochs",
-                                               "model.max_length", "training.seed",
-                                               "training.eval_batch_size")} == {
-        "training.learning_rate": "flag", "training.epochs": "config file",
-        "model.max_length": "--set", "training.seed": "--set",
-        "training.eval_batch_size": "default"}
+    assert {
+        key: cfg.sources[key]
+        for key in (
+            "training.learning_rate",
+            "training.epochs",
+            "model.max_length",
+            "training.seed",
+            "training.eval_batch_size",
+        )
+    } == {
+        "training.learning_rate": "flag",
+        "training.epochs": "config file",
+        "model.max_length": "--set",
+        "training.seed": "--set",
+        "training.eval_batch_size": "default",
+    }
 
 
 def test_unknown_yaml_key_lists_valid_keys(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("training:\n  lr: 1.0e-4\n")
-    with pytest.raises(ConfigError,
-                       match=r"unknown config key 'training.lr'.*training.learning_rate"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'training.lr'.*training.learning_rate"
+    ):
         resolve(path)
 
 
@@ -114,8 +131,10 @@ def test_round_trip_through_yaml(tmp_path: Path) -> None:
 
 
 def test_saved_config_is_annotated_yet_loads_as_before(tmp_path: Path) -> None:
-    cfg = resolve(overrides={"model.name": "minilm", "run.name": "a: b # c"},
-                  sets=["data.dir=/some where/imdb"])
+    cfg = resolve(
+        overrides={"model.name": "minilm", "run.name": "a: b # c"},
+        sets=["data.dir=/some where/imdb"],
+    )
     cfg.save(tmp_path / "config.yaml")
     text = (tmp_path / "config.yaml").read_text()
     assert "# --set" in text and "# recipe:minilm" in text  # each value says where it came from

@@ -922,8 +922,9 @@ def test_load_split_errors(tmp_path: Path) -> None:
 
 
 def test_sample_is_stratified_and_seeded() -> None:
-    frame = pd.DataFrame({"text": [f"r{i}" for i in range(100)],
-                          "label": [i % 2 for i in range(100)]})
+    frame = pd.DataFrame(
+        {"text": [f"r{i}" for i in range(100)], "label": [i % 2 for i in range(100)]}
+    )
     a = sample(frame, 20, 1)
     assert len(a) == 20 and a["label"].sum() == 10
     assert a.index.tolist() == sample(frame, 20, 1).index.tolist()

@@ -21,11 +21,36 @@ from imdb_sentiment.training.distributed import (
 def test_two_processes_both_train(tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
     env = cli_env()
     proc = subprocess.run(
-        [sys.executable, "-m", "imdb_sentiment", "train", "--model", str(tiny_model),
-         "--data", str(prepared_data), "--output-dir", str(tmp_path), "--run-name", "ddp",
-         "--max-length", "64", "--lr", "5e-3", "--batch-size", "8", "--epochs", "2",
-         "--report-to", "none", "--num-processes", "2"],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "imdb_sentiment",
+            "train",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(prepared_data),
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "ddp",
+            "--max-length",
+            "64",
+            "--lr",
+            "5e-3",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "2",
+            "--report-to",
+            "none",
+            "--num-processes",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "launching 2 training processes" in proc.stderr
@@ -67,7 +92,8 @@ def test_process_count_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_of_an_overwrite_and_resume_in_two_processes(
-        tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     """``docker stop`` of a two-process ``--overwrite``: 143, the old run and LATEST kept, the
     new one interrupted with a checkpoint; ``--resume`` in two processes then finishes it (the
     suite's test of resuming under several processes) and replaces the old run."""
@@ -81,13 +107,41 @@ def test_sigterm_to_the_launcher_of_an_overwrite_and_resume_in_two_processes(
     write_status(old, "succeeded")
     (tmp_path / "LATEST").write_text("ddp\n")
     # 320 reviews, 2 processes of 8: 20 optimiser steps an epoch, a checkpoint every 2.
-    base = [sys.executable, "-m", "imdb_sentiment", "train", "--model", str(tiny_model),
-            "--data", str(prepared_data), "--output-dir", str(tmp_path), "--run-name", "ddp",
-            "--max-length", "64", "--lr", "5e-3", "--batch-size", "8", "--report-to", "none",
-            "--num-processes", "2", "--set", "training.eval_steps=2",
-            "--set", "training.early_stopping_patience=0"]
-    proc = subprocess.Popen([*base, "--epochs", "40", "--overwrite"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    base = [
+        sys.executable,
+        "-m",
+        "imdb_sentiment",
+        "train",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(prepared_data),
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "ddp",
+        "--max-length",
+        "64",
+        "--lr",
+        "5e-3",
+        "--batch-size",
+        "8",
+        "--report-to",
+        "none",
+        "--num-processes",
+        "2",
+        "--set",
+        "training.eval_steps=2",
+        "--set",
+        "training.early_stopping_patience=0",
+    ]
+    proc = subprocess.Popen(
+        [*base, "--epochs", "40", "--overwrite"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     staged = staging_dir(old)
     try:
         wait_for_checkpoint(proc, staged, 240)
@@ -110,8 +164,13 @@ def test_sigterm_to_the_launcher_of_an_overwrite_and_resume_in_two_processes(
     assert ckpt is not None
     # One epoch more than the checkpoint's: enough to learn, so the model is kept.
     epochs = (checkpoint_step(ckpt) or 0) // 20 + 2
-    again = subprocess.run([*base, "--epochs", str(epochs), "--resume"], capture_output=True,
-                           text=True, env=env, timeout=300)
+    again = subprocess.run(
+        [*base, "--epochs", str(epochs), "--resume"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from" in again.stderr
     assert read_status(old)["state"] == "succeeded" and not staged.exists()
@@ -124,10 +183,12 @@ def test_sigterm_to_the_launcher_of_an_overwrite_and_resume_in_two_processes(
     assert metrics["epochs_completed"] == pytest.approx(epochs) and metrics["world_size"] == 2
 
 
-@pytest.mark.parametrize(("raised", "code"), [
-    ("signal", 143), ("child exit 8", 8), ("child killed", 137), ("done", 0)])
+@pytest.mark.parametrize(
+    ("raised", "code"), [("signal", 143), ("child exit 8", 8), ("child killed", 137), ("done", 0)]
+)
 def test_the_launcher_ends_with_an_exit_code_not_a_traceback(
-        raised: str, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    raised: str, code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
@@ -138,8 +199,10 @@ def test_the_launcher_ends_with_an_exit_code_not_a_traceback(
             raise SignalException("got signal: 15", sigval=signal.SIGTERM)
         if raised.startswith("child"):
             exitcode = 8 if raised == "child exit 8" else -signal.SIGKILL
-            raise ChildFailedError("imdb_sentiment", {
-                0: ProcessFailure(local_rank=0, pid=1, exitcode=exitcode, error_file="")})
+            raise ChildFailedError(
+                "imdb_sentiment",
+                {0: ProcessFailure(local_rank=0, pid=1, exitcode=exitcode, error_file="")},
+            )
 
     monkeypatch.setattr("accelerate.commands.launch.launch_command", fake_launch)
     assert launch.main(["--multi_gpu", "--num_processes", "2", "-m", "imdb_sentiment"]) == code

@@ -76,31 +76,49 @@ def test_readme_pages_rewrite_links_for_the_site() -> None:
     for page, text in pages.items():
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             assert not target.startswith("docs/"), (page, target)
-            assert "://" in target or target.startswith("#") or ".md" in target \
-                or target.startswith("results/"), (page, target)
+            assert (
+                "://" in target
+                or target.startswith("#")
+                or ".md" in target
+                or target.startswith("results/")
+            ), (page, target)
     assert "](verbs.md#train)" in pages["index.md"]
 
 
 def test_docs_name_no_machine_specific_paths() -> None:
     """Commands in the docs run from a fresh clone: no shared folders or CPU lock files."""
-    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-             *sorted((ROOT / "scripts").glob("*.py"))]
+    files = [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "scripts").glob("*.py")),
+    ]
     bad = re.compile(r"/work/[a-z-]*shared|flock /tmp/|(--source |IMDB_SOURCE=)\.\./shared")
-    hits = [f"{f.name}:{n}" for f in files
-            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
-            if bad.search(line)]
+    hits = [
+        f"{f.name}:{n}"
+        for f in files
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if bad.search(line)
+    ]
     assert not hits
 
 
-@pytest.mark.skipif(shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None,
-                    reason="mkdocs is not installed (pip install -e '.[docs]')")
+@pytest.mark.skipif(
+    shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None,
+    reason="mkdocs is not installed (pip install -e '.[docs]')",
+)
 def test_site_builds_strict(tmp_path: Path) -> None:
     mkdocs = Path(sys.executable).parent / "mkdocs"
     result = subprocess.run(
         [str(mkdocs), "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={"PATH": str(Path(sys.executable).parent), "NO_MKDOCS_2_WARNING": "1",
-             "HOME": str(tmp_path)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": str(Path(sys.executable).parent),
+            "NO_MKDOCS_2_WARNING": "1",
+            "HOME": str(tmp_path),
+        },
     )
     assert result.returncode == 0, result.stderr[-2000:]
     cli_page = (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()

@@ -46,17 +46,42 @@ def test_reference_is_small_and_versioned(drift_run: Path) -> None:
 def test_same_distribution_batch_does_not_drift(drift_run: Path, tmp_path: Path) -> None:
     texts = synthetic_frame(200, seed=11)["text"].tolist()
     batch = _write_texts(tmp_path / "same.txt", texts)
-    result = runner.invoke(app, ["drift", str(drift_run), "--file", str(batch), "--json",
-                                 "--output", str(tmp_path / "out")])
+    result = runner.invoke(
+        app,
+        [
+            "drift",
+            str(drift_run),
+            "--file",
+            str(batch),
+            "--json",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["drifted"] is False
     names = {s["name"] for s in report["signals"]}
-    assert names == {"token_length", "truncated_share", "unknown_token_rate",
-                     "predicted_positive_rate", "confidence", "embedding", "vocabulary"}
+    assert names == {
+        "token_length",
+        "truncated_share",
+        "unknown_token_rate",
+        "predicted_positive_rate",
+        "confidence",
+        "embedding",
+        "vocabulary",
+    }
     for s in report["signals"]:
-        assert set(s) == {"name", "test", "statistic", "p_value", "threshold", "drifted",
-                          "reference", "batch"}
+        assert set(s) == {
+            "name",
+            "test",
+            "statistic",
+            "p_value",
+            "threshold",
+            "drifted",
+            "reference",
+            "batch",
+        }
     assert json.loads((tmp_path / "out" / "drift.json").read_text()) == report
     assert "no drift" in (tmp_path / "out" / "report.md").read_text()
     _assert_plots_linked(tmp_path / "out")
@@ -85,8 +110,9 @@ def _assert_plots_linked(out: Path) -> None:
 
 def test_one_word_texts_drift(drift_run: Path, tmp_path: Path) -> None:
     batch = _write_texts(tmp_path / "short.txt", ["film"] * 60)
-    result = runner.invoke(app, ["drift", str(drift_run), "--file", str(batch),
-                                 "--output", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["drift", str(drift_run), "--file", str(batch), "--output", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1, result.output
     report = json.loads((tmp_path / "out" / "drift.json").read_text())
     drifted = {s["name"] for s in report["signals"] if s["drifted"]}
@@ -95,14 +121,16 @@ def test_one_word_texts_drift(drift_run: Path, tmp_path: Path) -> None:
     assert "with 4 plots" in result.output
     _assert_plots_linked(tmp_path / "out")
     # A second report into the same folder would overwrite the first: refused.
-    again = runner.invoke(app, ["drift", str(drift_run), "--file", str(batch),
-                                "--output", str(tmp_path / "out")])
+    again = runner.invoke(
+        app, ["drift", str(drift_run), "--file", str(batch), "--output", str(tmp_path / "out")]
+    )
     assert again.exit_code == 5 and "already holds" in again.output
 
 
 @pytest.mark.parametrize("how", ["--no-plots", "no matplotlib"])
-def test_report_without_plots(drift_run: Path, tmp_path: Path, how: str,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_without_plots(
+    drift_run: Path, tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imdb_sentiment.errors import MissingExtraError
     from imdb_sentiment.monitoring import drift as drift_mod
 
@@ -114,8 +142,9 @@ def test_report_without_plots(drift_run: Path, tmp_path: Path, how: str,
         monkeypatch.setattr(drift_mod, "drift_plots", missing)
     batch = _write_texts(tmp_path / "b.txt", synthetic_frame(60, seed=5)["text"].tolist())
     out = tmp_path / "out"
-    result = runner.invoke(app, ["drift", str(drift_run), "--file", str(batch), *args,
-                                 "--output", str(out)])
+    result = runner.invoke(
+        app, ["drift", str(drift_run), "--file", str(batch), *args, "--output", str(out)]
+    )
     assert result.exit_code in (0, 1), result.output
     assert not list(out.glob("*.png")) and "![" not in (out / "report.md").read_text()
     assert (out / "drift.json").is_file()
@@ -124,28 +153,35 @@ def test_report_without_plots(drift_run: Path, tmp_path: Path, how: str,
 
 def test_run_without_reference_names_build_reference(trained_run: Path, tmp_path: Path) -> None:
     batch = _write_texts(tmp_path / "b.txt", ["a fine film"] * 40)
-    result = runner.invoke(app, ["drift", str(trained_run), "--file", str(batch),
-                                 "--output", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["drift", str(trained_run), "--file", str(batch), "--output", str(tmp_path / "out")]
+    )
     assert result.exit_code == 5
     assert "--build-reference" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(("content", "args", "code", "needle"), [
-    ("", [], 3, "holds no reviews"),
-    ("a fine film\n" * 5, [], 3, "at least 30"),
-    (None, ["--text-column", "review"], 3, "no column 'review'"),
-    ("a fine film\n" * 40, ["--alpha", "1.5"], 2, "--alpha"),
-])
-def test_bad_input_is_one_line_and_not_exit_1(drift_run: Path, tmp_path: Path, content: str | None,
-                                               args: list[str], code: int, needle: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "args", "code", "needle"),
+    [
+        ("", [], 3, "holds no reviews"),
+        ("a fine film\n" * 5, [], 3, "at least 30"),
+        (None, ["--text-column", "review"], 3, "no column 'review'"),
+        ("a fine film\n" * 40, ["--alpha", "1.5"], 2, "--alpha"),
+    ],
+)
+def test_bad_input_is_one_line_and_not_exit_1(
+    drift_run: Path, tmp_path: Path, content: str | None, args: list[str], code: int, needle: str
+) -> None:
     if content is None:
         batch = tmp_path / "b.csv"
         batch.write_text("text\nfine\n", encoding="utf-8")
     else:
         batch = tmp_path / "b.txt"
         batch.write_text(content, encoding="utf-8")
-    result = runner.invoke(app, ["drift", str(drift_run), "--file", str(batch), *args,
-                                 "--output", str(tmp_path / "out")])
+    result = runner.invoke(
+        app,
+        ["drift", str(drift_run), "--file", str(batch), *args, "--output", str(tmp_path / "out")],
+    )
     assert result.exit_code == code, result.output
     assert needle in result.output and "Traceback" not in result.output
 
@@ -160,8 +196,12 @@ def test_window_is_bounded_and_reports_off_the_request_path(drift_run: Path) -> 
     from imdb_sentiment.monitoring.reference import load_reference
     from imdb_sentiment.monitoring.window import DriftWindow
 
-    window = DriftWindow(Predictor.from_path(drift_run, precision="fp32"),
-                         load_reference(drift_run), size=50, refresh_s=3600)
+    window = DriftWindow(
+        Predictor.from_path(drift_run, precision="fp32"),
+        load_reference(drift_run),
+        size=50,
+        refresh_s=3600,
+    )
     window.add(["film"] * 10)
     assert window.refresh() is None and window.gauges() == {}  # too few texts yet
     window.add(["film"] * 10_000)
@@ -174,15 +214,19 @@ def test_window_is_bounded_and_reports_off_the_request_path(drift_run: Path) -> 
     window.stop()
 
 
-@pytest.mark.parametrize(("damage", "code", "needle"), [
-    ("missing file", 3, "no such file"),
-    ("damaged reference", 5, "is damaged; rebuild it"),
-    ("old schema", 5, "rebuild it with --build-reference"),
-    ("not a run", 5, "not a run directory"),
-    ("tiny reference size", 2, "--reference-size"),
-])
+@pytest.mark.parametrize(
+    ("damage", "code", "needle"),
+    [
+        ("missing file", 3, "no such file"),
+        ("damaged reference", 5, "is damaged; rebuild it"),
+        ("old schema", 5, "rebuild it with --build-reference"),
+        ("not a run", 5, "not a run directory"),
+        ("tiny reference size", 2, "--reference-size"),
+    ],
+)
 def test_bad_run_or_reference_is_one_line_and_not_exit_1(
-        drift_run: Path, tmp_path: Path, damage: str, code: int, needle: str) -> None:
+    drift_run: Path, tmp_path: Path, damage: str, code: int, needle: str
+) -> None:
     run = tmp_path / "run"
     shutil.copytree(drift_run, run)
     batch = _write_texts(tmp_path / "b.txt", ["a fine film"] * 40)
@@ -193,8 +237,9 @@ def test_bad_run_or_reference_is_one_line_and_not_exit_1(
     elif damage == "damaged reference":
         reference.write_text("{not json", encoding="utf-8")
     elif damage == "old schema":
-        reference.write_text(json.dumps({**json.loads(reference.read_text()),
-                                         "schema_version": 0}), encoding="utf-8")
+        reference.write_text(
+            json.dumps({**json.loads(reference.read_text()), "schema_version": 0}), encoding="utf-8"
+        )
     elif damage == "not a run":
         args[1] = str(tmp_path)
     else:
@@ -217,7 +262,8 @@ def _drift_eval() -> object:
 
 
 def test_other_domain_text_is_read_from_a_dpkg_status_file_or_the_users_file(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     script: Any = _drift_eval()
     status = tmp_path / "status"
     status.write_text(
@@ -225,9 +271,12 @@ def test_other_domain_text_is_read_from_a_dpkg_status_file_or_the_users_file(
         " It does one thing.\n .\n And another.\nHomepage: x\n\n"
         "Package: b\nDescription: second tool\n\n"
         "Package: c\nDescription: first tool\n It does one thing.\n .\n And another.\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     assert script.package_descriptions(status) == [
-        "first tool. It does one thing. And another.", "second tool."]
+        "first tool. It does one thing. And another.",
+        "second tool.",
+    ]
     own = _write_texts(tmp_path / "own.txt", ["a recipe for bread", "a weather report"])
     texts, source = script.other_domain_texts(own, "text")
     assert texts == ["a recipe for bread", "a weather report"] and source == str(own)

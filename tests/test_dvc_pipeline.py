@@ -60,23 +60,32 @@ def _tiny_params(model: Path, source: Path) -> dict[str, Any]:
     params["download"].update(source=str(source), validation_fraction=0.2, seed=0)
     params["data"].update(max_train_samples=None, max_eval_samples=None)
     params["model"].update(name=str(model), max_length=64)
-    params["training"].update(learning_rate=5e-3, epochs=2, batch_size=8, warmup_ratio=0.0,
-                              precision="fp32")
+    params["training"].update(
+        learning_rate=5e-3, epochs=2, batch_size=8, warmup_ratio=0.0, precision="fp32"
+    )
     params["run"]["report_to"] = "none"
     params["eval"]["splits"] = ["test"]
     return params
 
 
 def _dvc(repo: Path, env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{output[-5000:]}"
     return output
 
 
-def test_dvc_repro_runs_the_pipeline_then_skips_it(tmp_path: Path, tiny_model: Path,
-                                                   synthetic_source: Path) -> None:
+def test_dvc_repro_runs_the_pipeline_then_skips_it(
+    tmp_path: Path, tiny_model: Path, synthetic_source: Path
+) -> None:
     if importlib.util.find_spec("dvc") is None:
         pytest.skip("dvc is not installed (it comes with the dev extra: pip install -e '.[dev]')")
     if shutil.which("git") is None:
@@ -87,12 +96,18 @@ def test_dvc_repro_runs_the_pipeline_then_skips_it(tmp_path: Path, tiny_model: P
     (repo / ".dvc").mkdir()
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"):
         shutil.copy(REPO_ROOT / name, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(_tiny_params(tiny_model, synthetic_source),
-                                                     sort_keys=False))
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump(_tiny_params(tiny_model, synthetic_source), sort_keys=False)
+    )
     bin_dir = str(Path(sys.executable).parent)  # where imdb-sentiment is installed
-    env = {**cli_env(), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-           "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"),
-           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    env = {
+        **cli_env(),
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
     subprocess.run(["git", "init", "-q"], cwd=repo, env=env, check=True)
 
     first = _dvc(repo, env, "repro")

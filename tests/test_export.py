@@ -22,9 +22,12 @@ from imdb_sentiment.text import DECISION_THRESHOLD
 
 pytest.importorskip("onnxruntime")
 
-REVIEWS = ["A wonderful, moving film with a brilliant cast.", "Awful. Boring and painful.",
-           "the plot was dull but the music was beautiful and the ending superb",
-           "worst film " * 40]
+REVIEWS = [
+    "A wonderful, moving film with a brilliant cast.",
+    "Awful. Boring and painful.",
+    "the plot was dull but the music was beautiful and the ending superb",
+    "worst film " * 40,
+]
 
 
 def copy_run(src: Path, dst: Path) -> Path:
@@ -44,7 +47,10 @@ def exported_run(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_export_writes_models_and_parity_report(exported_run: Path) -> None:
     onnx_dir = exported_run / "model" / "onnx"
     assert sorted(p.name for p in onnx_dir.iterdir()) == [
-        "model.int8.onnx", "model.onnx", "parity.json"]
+        "model.int8.onnx",
+        "model.onnx",
+        "parity.json",
+    ]
     report = json.loads((onnx_dir / "parity.json").read_text())
     assert report["n"] == 80 and report["source"].startswith("validation split")
     by_variant = {m["variant"]: m for m in report["models"]}
@@ -64,13 +70,16 @@ def test_onnx_predictor_matches_torch(exported_run: Path, backend: str) -> None:
     ref, got = torch_p.predict(REVIEWS), onnx_p.predict(REVIEWS)
     assert [p.label for p in got] == [p.label for p in ref]
     assert [(p.n_tokens, p.truncated) for p in got] == [(p.n_tokens, p.truncated) for p in ref]
-    diff = np.abs(np.array([p.positive_probability for p in got])
-                  - np.array([p.positive_probability for p in ref]))
+    diff = np.abs(
+        np.array([p.positive_probability for p in got])
+        - np.array([p.positive_probability for p in ref])
+    )
     assert diff.max() < (1e-4 if backend == "onnx" else 0.05)
 
 
-def test_refused_export_writes_nothing(trained_run: Path, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_export_writes_nothing(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = copy_run(trained_run, tmp_path / "tiny")
     original = OnnxModel.__call__
 
@@ -78,8 +87,9 @@ def test_refused_export_writes_nothing(trained_run: Path, tmp_path: Path,
         return original(self, ids, mask)[:, ::-1].copy()  # a broken export: every label swapped
 
     monkeypatch.setattr(OnnxModel, "__call__", flipped)
-    result = CliRunner().invoke(app, ["export", str(run), "--format", "onnx",
-                                      "--quantize", "int8", "--no-optimize"])
+    result = CliRunner().invoke(
+        app, ["export", str(run), "--format", "onnx", "--quantize", "int8", "--no-optimize"]
+    )
     assert result.exit_code == ModelError.exit_code
     assert "export refused" in result.output and "nothing was written" in result.output
     assert "Traceback" not in result.output
@@ -90,8 +100,7 @@ def test_export_on_a_file_of_unlabelled_reviews(trained_run: Path, tmp_path: Pat
     run = copy_run(trained_run, tmp_path / "tiny")
     reviews = tmp_path / "reviews.txt"
     reviews.write_text("\n".join(REVIEWS) + "\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["export", str(run), "--file", str(reviews),
-                                      "--no-optimize"])
+    result = CliRunner().invoke(app, ["export", str(run), "--file", str(reviews), "--no-optimize"])
     assert result.exit_code == 0, result.output
     report = json.loads((run / "model" / "onnx" / "parity.json").read_text())
     assert report["n"] == len(REVIEWS) and report["models"][0]["accuracy"] is None
@@ -115,8 +124,18 @@ def test_cli_predict_and_serve_with_onnx(exported_run: Path) -> None:
     from imdb_sentiment.serving.app import create_app
     from imdb_sentiment.serving.schemas import ServeOptions
 
-    out = CliRunner().invoke(app, ["predict", "--model", str(exported_run), "--backend",
-                                   "onnx-int8", "--json", "brilliant superb film"])
+    out = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(exported_run),
+            "--backend",
+            "onnx-int8",
+            "--json",
+            "brilliant superb film",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout.splitlines()[0])["label"] in ("positive", "negative")
 
@@ -143,11 +162,24 @@ def test_parity_compares_labels_at_the_shared_decision_threshold() -> None:
     at = DECISION_THRESHOLD
     reference = np.array([[1 - at, at], [0.9, 0.1], [0.2, 0.8]])
     candidate = np.array([[0.5001, 0.4999], [0.9, 0.1], [0.25, 0.75]])
-    r = compare(reference, candidate, np.array([1, 0, 1]), variant="onnx", file="model.onnx",
-                min_agreement=0.5, max_accuracy_drop=1.0)
+    r = compare(
+        reference,
+        candidate,
+        np.array([1, 0, 1]),
+        variant="onnx",
+        file="model.onnx",
+        min_agreement=0.5,
+        max_accuracy_drop=1.0,
+    )
     assert r.agreement == pytest.approx(2 / 3) and r.passed
     # The default gate also refuses the 33 points of accuracy lost.
-    assert not compare(reference, candidate, np.array([1, 0, 1]), variant="onnx",
-                       file="model.onnx", min_agreement=0.5).passed
+    assert not compare(
+        reference,
+        candidate,
+        np.array([1, 0, 1]),
+        variant="onnx",
+        file="model.onnx",
+        min_agreement=0.5,
+    ).passed
     assert r.torch_accuracy == 1.0 and r.accuracy == pytest.approx(2 / 3)
     assert r.max_abs_diff == pytest.approx(0.05)

@@ -47,7 +47,7 @@ def one_line(result) -> str:
     text = result.output.strip()
     assert "Traceback" not in text, text
     assert "error:" in text, text
-    message = text[text.rindex("error:"):]
+    message = text[text.rindex("error:") :]
     assert "\n" not in message, message
     return message
 
@@ -172,8 +172,11 @@ def test_trained_model_files_follow_the_umask(trained_run: Path) -> None:
     # carry the mode that umask gives, or another user (a container's uid) cannot read it.
     mask = os.umask(0o022)
     os.umask(mask)
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode)
-             for p in (trained_run / "model").iterdir() if p.is_file()}
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode)
+        for p in (trained_run / "model").iterdir()
+        if p.is_file()
+    }
     assert modes["model.safetensors"] == 0o666 & ~mask, modes
     assert set(modes.values()) == {0o666 & ~mask}, modes
 
@@ -203,8 +206,9 @@ def test_unreadable_weights_name_the_real_cause(trained_run: Path) -> None:
 # ------------------------------------------------------------------- read-only and missing
 
 
-def test_eval_on_a_read_only_run_refuses_before_scoring(run_copy: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eval_on_a_read_only_run_refuses_before_scoring(
+    run_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imdb_sentiment.inference import predictor
 
     def no_load(*_a, **_k):
@@ -219,8 +223,16 @@ def test_eval_on_a_read_only_run_refuses_before_scoring(run_copy: Path, tmp_path
         assert "read-only" in message and "--output-dir" in message
         assert not (run_copy / "eval").exists()
         out = tmp_path / "results"
-        done = invoke("eval", str(run_copy), "--split", "validation", "--max-samples", "20",
-                      "--output-dir", str(out))
+        done = invoke(
+            "eval",
+            str(run_copy),
+            "--split",
+            "validation",
+            "--max-samples",
+            "20",
+            "--output-dir",
+            str(out),
+        )
         assert done.exit_code == 0, done.output
         assert "model card not refreshed" in done.output
     assert json.loads((out / "metrics.json").read_text())["n"] == 20
@@ -237,30 +249,51 @@ def test_export_on_a_read_only_run_refuses_before_loading(run_copy: Path) -> Non
 
 def test_predict_output_checks_its_folder_first(trained_run: Path, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("x")
-    blocked = invoke("predict", "--model", str(trained_run), "--output",
-                     str(tmp_path / "a-file" / "out.csv"), "great film")
+    blocked = invoke(
+        "predict",
+        "--model",
+        str(trained_run),
+        "--output",
+        str(tmp_path / "a-file" / "out.csv"),
+        "great film",
+    )
     assert blocked.exit_code == StorageError.exit_code
     assert "is a file, not a folder" in one_line(blocked)
     ro = tmp_path / "ro"
     ro.mkdir()
     with read_only(ro):
-        refused = invoke("predict", "--model", str(trained_run), "--output",
-                         str(ro / "out.csv"), "great film")
+        refused = invoke(
+            "predict", "--model", str(trained_run), "--output", str(ro / "out.csv"), "great film"
+        )
     assert refused.exit_code == StorageError.exit_code and "--output" in one_line(refused)
-    made = invoke("predict", "--model", str(trained_run), "--output",
-                  str(tmp_path / "new" / "folder" / "out.csv"), "great film")
+    made = invoke(
+        "predict",
+        "--model",
+        str(trained_run),
+        "--output",
+        str(tmp_path / "new" / "folder" / "out.csv"),
+        "great film",
+    )
     assert made.exit_code == 0, made.output
     assert len(pd.read_csv(tmp_path / "new" / "folder" / "out.csv")) == 1
 
 
-def test_predict_output_on_a_full_disk_keeps_the_old_file(trained_run: Path,
-                                                          tmp_path: Path) -> None:
+def test_predict_output_on_a_full_disk_keeps_the_old_file(
+    trained_run: Path, tmp_path: Path
+) -> None:
     with tiny_disk(tmp_path / "disk", "256k") as disk:
         old = disk / "out.csv"
         old.write_text("text,label\nearlier,positive\n")
         fill(disk)
-        result = invoke("predict", "--model", str(trained_run), "--output", str(old),
-                        "--overwrite", *(["a long enough review of a great film " * 40] * 20))
+        result = invoke(
+            "predict",
+            "--model",
+            str(trained_run),
+            "--output",
+            str(old),
+            "--overwrite",
+            *(["a long enough review of a great film " * 40] * 20),
+        )
         assert result.exit_code == StorageError.exit_code, result.output
         message = one_line(result)
         assert "no space left" in message and str(old) in message
@@ -272,38 +305,56 @@ def test_download_checks_its_destination_first(synthetic_source: Path, tmp_path:
     ro = tmp_path / "ro"
     ro.mkdir()
     with read_only(ro):
-        refused = invoke("download", "--source", str(synthetic_source), "--output",
-                         str(ro / "imdb"))
+        refused = invoke(
+            "download", "--source", str(synthetic_source), "--output", str(ro / "imdb")
+        )
     assert refused.exit_code == StorageError.exit_code
     assert "read-only" in one_line(refused) or "permission denied" in one_line(refused)
     (tmp_path / "a-file").write_text("x")
-    blocked = invoke("download", "--source", str(synthetic_source), "--output",
-                     str(tmp_path / "a-file" / "imdb"))
+    blocked = invoke(
+        "download", "--source", str(synthetic_source), "--output", str(tmp_path / "a-file" / "imdb")
+    )
     assert blocked.exit_code == StorageError.exit_code
 
 
-def test_download_onto_a_small_disk_keeps_the_old_data(synthetic_source: Path,
-                                                       prepared_data: Path,
-                                                       tmp_path: Path) -> None:
+def test_download_onto_a_small_disk_keeps_the_old_data(
+    synthetic_source: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     with tiny_disk(tmp_path / "disk", "512k") as disk:
         shutil.copytree(prepared_data, disk / "imdb")
         before = (disk / "imdb" / "manifest.json").read_text()
-        result = invoke("download", "--source", str(synthetic_source), "--output",
-                        str(disk / "imdb"), "--force")
+        result = invoke(
+            "download", "--source", str(synthetic_source), "--output", str(disk / "imdb"), "--force"
+        )
         assert result.exit_code == StorageError.exit_code, result.output
         assert "not enough space" in one_line(result)
         assert (disk / "imdb" / "manifest.json").read_text() == before
         assert sorted(p.name for p in disk.iterdir()) == ["imdb"]
 
 
-def test_train_into_a_read_only_folder_is_one_line(tiny_model: Path, prepared_data: Path,
-                                                   tmp_path: Path) -> None:
+def test_train_into_a_read_only_folder_is_one_line(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     ro = tmp_path / "runs"
     ro.mkdir()
     with read_only(ro):
-        result = invoke("train", "--model", str(tiny_model), "--data", str(prepared_data),
-                        "--output-dir", str(ro), "--run-name", "x", "--max-length", "32",
-                        "--epochs", "1", "--report-to", "none")
+        result = invoke(
+            "train",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(prepared_data),
+            "--output-dir",
+            str(ro),
+            "--run-name",
+            "x",
+            "--max-length",
+            "32",
+            "--epochs",
+            "1",
+            "--report-to",
+            "none",
+        )
     assert result.exit_code != 0
     assert "Traceback" not in result.output and "x" not in os.listdir(ro)
     one_line(result)
@@ -312,17 +363,32 @@ def test_train_into_a_read_only_folder_is_one_line(tiny_model: Path, prepared_da
 # ------------------------------------------------------------------- inputs that slipped past
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    (lambda f: f.drop(columns=["label"]), "no 'label' column"),
-    (lambda f: f.assign(label=[2] * len(f)), "must hold 0 (negative) or 1 (positive)"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda f: f.drop(columns=["label"]), "no 'label' column"),
+        (lambda f: f.assign(label=[2] * len(f)), "must hold 0 (negative) or 1 (positive)"),
+    ],
+)
 def test_prepared_data_with_bad_labels_fails_before_a_run_exists(
-        change, reason: str, prepared_data: Path, tiny_model: Path, tmp_path: Path) -> None:
+    change, reason: str, prepared_data: Path, tiny_model: Path, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     shutil.copytree(prepared_data, data)
     change(pd.read_parquet(data / "train.parquet")).to_parquet(data / "train.parquet")
-    result = invoke("train", "--model", str(tiny_model), "--data", str(data), "--output-dir",
-                    str(tmp_path / "runs"), "--run-name", "bad", "--report-to", "none")
+    result = invoke(
+        "train",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(data),
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--run-name",
+        "bad",
+        "--report-to",
+        "none",
+    )
     assert result.exit_code == DataError.exit_code
     message = one_line(result)
     assert reason in message and "train.parquet" in message
@@ -330,13 +396,16 @@ def test_prepared_data_with_bad_labels_fails_before_a_run_exists(
     assert not (tmp_path / "runs" / "bad").exists()
 
 
-@pytest.mark.parametrize(("damage", "reason"), [
-    ("truncate", "model.safetensors is damaged: truncated"),
-    ("settings-json", "imdb_sentiment.json is not valid JSON"),
-    ("settings-list", "imdb_sentiment.json holds list"),
-    ("settings-type", "max_length must be a positive number"),
-    ("status", "status.json is damaged"),
-])
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("truncate", "model.safetensors is damaged: truncated"),
+        ("settings-json", "imdb_sentiment.json is not valid JSON"),
+        ("settings-list", "imdb_sentiment.json holds list"),
+        ("settings-type", "max_length must be a positive number"),
+        ("status", "status.json is damaged"),
+    ],
+)
 def test_damaged_run_files_are_one_line_errors(damage: str, reason: str, run_copy: Path) -> None:
     model = run_copy / "model"
     if damage == "truncate":
@@ -356,8 +425,9 @@ def test_damaged_run_files_are_one_line_errors(damage: str, reason: str, run_cop
     assert reason in one_line(result)
 
 
-def test_corrupt_latest_pointer_is_one_line(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupt_latest_pointer_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "LATEST").write_bytes(b"\xff\xfe\x00garbage")
@@ -428,17 +498,31 @@ def small_disk(folder: Path, free: int, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def test_train_refuses_a_disk_too_small_before_tokenizing(
-        tiny_model: Path, prepared_data: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_model: Path, prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imdb_sentiment.training.lifecycle import pretrained_weights_bytes
 
     weights = pretrained_weights_bytes(str(tiny_model))
     assert weights == (tiny_model / "model.safetensors").stat().st_size
     # Room for the final model and a checkpoint or two, not for the 3 kept at once (10x).
     with small_disk(tmp_path / "disk", 6 * weights, monkeypatch) as disk:
-        result = invoke("train", "--model", str(tiny_model), "--data", str(prepared_data),
-                        "--output-dir", str(disk / "runs"), "--run-name", "x",
-                        "--max-length", "32", "--epochs", "1", "--report-to", "none")
+        result = invoke(
+            "train",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(prepared_data),
+            "--output-dir",
+            str(disk / "runs"),
+            "--run-name",
+            "x",
+            "--max-length",
+            "32",
+            "--epochs",
+            "1",
+            "--report-to",
+            "none",
+        )
         assert result.exit_code == StorageError.exit_code, result.output
         line = one_line(result)
         assert "not enough space for the model and 3 checkpoints" in line, line
@@ -447,11 +531,26 @@ def test_train_refuses_a_disk_too_small_before_tokenizing(
 
 
 def test_train_checks_the_runs_folder_can_be_written_first(
-        tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     (tmp_path / "a-file").write_text("")
-    result = invoke("train", "--model", str(tiny_model), "--data", str(prepared_data),
-                    "--output-dir", str(tmp_path / "a-file" / "runs"), "--run-name", "x",
-                    "--max-length", "32", "--epochs", "1", "--report-to", "none")
+    result = invoke(
+        "train",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(prepared_data),
+        "--output-dir",
+        str(tmp_path / "a-file" / "runs"),
+        "--run-name",
+        "x",
+        "--max-length",
+        "32",
+        "--epochs",
+        "1",
+        "--report-to",
+        "none",
+    )
     assert result.exit_code == StorageError.exit_code, result.output
     assert "is a file, not a folder; choose another --output-dir" in one_line(result)
     assert "tokenizing" not in result.output
@@ -463,6 +562,10 @@ def test_checkpoint_files_follow_the_umask(trained_run: Path) -> None:
     os.umask(mask)
     checkpoints = sorted((trained_run / "checkpoints").glob("checkpoint-*"))
     assert checkpoints
-    modes = {f"{p.parent.name}/{p.name}": stat.S_IMODE(p.stat().st_mode)
-             for c in checkpoints for p in c.iterdir() if p.is_file()}
+    modes = {
+        f"{p.parent.name}/{p.name}": stat.S_IMODE(p.stat().st_mode)
+        for c in checkpoints
+        for p in c.iterdir()
+        if p.is_file()
+    }
     assert set(modes.values()) == {0o666 & ~mask}, modes

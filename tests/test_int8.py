@@ -26,10 +26,18 @@ SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "a
 SKYLAKE = frozenset({"avx2", "avx512f"})
 HASWELL = frozenset({"avx2"})
 NO_AVX2 = frozenset({"sse4_2"})
-CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
-        "FBGEMM_ENABLE_INSTRUCTIONS")
-REVIEWS = ["A wonderful, moving film with a brilliant cast.", "Awful. Boring and painful.",
-           "the plot was dull but the music was beautiful", "worst film " * 40]
+CAPS = (
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "ATEN_CPU_CAPABILITY",
+    "FBGEMM_ENABLE_INSTRUCTIONS",
+)
+REVIEWS = [
+    "A wonderful, moving film with a brilliant cast.",
+    "Awful. Boring and painful.",
+    "the plot was dull but the music was beautiful",
+    "worst film " * 40,
+]
 
 
 def _copy(run: Path, dst: Path) -> Path:
@@ -75,7 +83,8 @@ def test_the_plan_passed_parity_and_predict_runs_int8(int8_run: Path) -> None:
 
 
 def test_a_plan_that_misses_the_gate_is_refused_and_never_written(
-        trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = _copy(trained_run, tmp_path / "tiny")
     # No accuracy drop can be below -1: every candidate fails the accuracy half of the gate.
     monkeypatch.setattr(torch_int8, "compare", functools.partial(compare, max_accuracy_drop=-1))
@@ -88,8 +97,9 @@ def test_a_plan_that_misses_the_gate_is_refused_and_never_written(
 
 
 def test_a_plan_marked_failed_or_broken_is_ignored(tmp_path: Path) -> None:
-    (tmp_path / PLAN_FILE).write_text(json.dumps(
-        {"format_version": 1, "passed": False, "keep_fp32": []}))
+    (tmp_path / PLAN_FILE).write_text(
+        json.dumps({"format_version": 1, "passed": False, "keep_fp32": []})
+    )
     assert read_plan(tmp_path) is None
     (tmp_path / PLAN_FILE).write_text("{not json")
     assert read_plan(tmp_path) is None
@@ -107,19 +117,35 @@ def test_the_gate_refuses_lost_accuracy_even_when_labels_mostly_agree() -> None:
     assert lost.agreement >= 0.995 and not lost.passed
 
 
-@pytest.mark.parametrize(("flags", "env", "with_plan", "expected"), [
-    (SAPPHIRE_RAPIDS, {}, True, "bf16"),  # native bf16 stays the fast path
-    (SKYLAKE, {}, True, "int8"),
-    (HASWELL, {}, True, "int8"),
-    (HASWELL, {}, False, "fp32"),  # no passed plan: never int8
-    (NO_AVX2, {}, True, "fp32"),  # FBGEMM without AVX2 runs reference code
-    # The AVX2 emulation on an AMX Xeon: bf16 is emulated, int8 is taken.
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
-                       "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}, True, "int8"),
-    (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "avx2"}, False, "fp32"),
-])
-def test_auto_picks_per_cpu(cpu_only: pytest.MonkeyPatch, flags: frozenset[str],
-                            env: dict[str, str], with_plan: bool, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("flags", "env", "with_plan", "expected"),
+    [
+        (SAPPHIRE_RAPIDS, {}, True, "bf16"),  # native bf16 stays the fast path
+        (SKYLAKE, {}, True, "int8"),
+        (HASWELL, {}, True, "int8"),
+        (HASWELL, {}, False, "fp32"),  # no passed plan: never int8
+        (NO_AVX2, {}, True, "fp32"),  # FBGEMM without AVX2 runs reference code
+        # The AVX2 emulation on an AMX Xeon: bf16 is emulated, int8 is taken.
+        (
+            SAPPHIRE_RAPIDS,
+            {
+                "ONEDNN_MAX_CPU_ISA": "AVX2",
+                "ATEN_CPU_CAPABILITY": "avx2",
+                "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+            },
+            True,
+            "int8",
+        ),
+        (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "avx2"}, False, "fp32"),
+    ],
+)
+def test_auto_picks_per_cpu(
+    cpu_only: pytest.MonkeyPatch,
+    flags: frozenset[str],
+    env: dict[str, str],
+    with_plan: bool,
+    expected: str,
+) -> None:
     cpu_only.setattr(hardware, "cpu_flags", lambda *_: flags)
     for name, value in env.items():
         cpu_only.setenv(name, value)
@@ -128,7 +154,8 @@ def test_auto_picks_per_cpu(cpu_only: pytest.MonkeyPatch, flags: frozenset[str],
 
 
 def test_auto_loads_int8_only_from_a_plan_measured_faster(
-        cpu_only: pytest.MonkeyPatch, int8_run: Path, tmp_path: Path) -> None:
+    cpu_only: pytest.MonkeyPatch, int8_run: Path, tmp_path: Path
+) -> None:
     run = _copy(int8_run, tmp_path / "tiny")
     plan_file = run / "model" / PLAN_FILE
     plan = json.loads(plan_file.read_text())
@@ -138,8 +165,9 @@ def test_auto_loads_int8_only_from_a_plan_measured_faster(
     plan_file.write_text(json.dumps({**plan, "faster": True, "checked_on": checked_here}))
     assert Predictor.from_path(run).precision == "int8"
     # Checked on other kernels (they round differently): auto does not trust it here.
-    plan_file.write_text(json.dumps({**plan, "faster": True,
-                                     "checked_on": {"int8_kernel": "avx2"}}))
+    plan_file.write_text(
+        json.dumps({**plan, "faster": True, "checked_on": {"int8_kernel": "avx2"}})
+    )
     assert Predictor.from_path(run).precision == "fp32"
     # Passed parity but was slower than fp32 where it was checked: auto keeps fp32,
     # an explicit --precision int8 still gets it.
@@ -150,17 +178,20 @@ def test_auto_loads_int8_only_from_a_plan_measured_faster(
     assert Predictor.from_path(run).precision == "bf16"
 
 
-@pytest.mark.parametrize(("flags", "env", "kernel"), [
-    (SAPPHIRE_RAPIDS, {}, "avx512_vnni"),
-    (SAPPHIRE_RAPIDS, {"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}, "avx2"),
-    (SAPPHIRE_RAPIDS, {"FBGEMM_ENABLE_INSTRUCTIONS": "AVX512"}, "avx512"),
-    (SKYLAKE, {}, "avx512"),
-    (HASWELL, {}, "avx2"),
-    (NO_AVX2, {}, None),
-])
+@pytest.mark.parametrize(
+    ("flags", "env", "kernel"),
+    [
+        (SAPPHIRE_RAPIDS, {}, "avx512_vnni"),
+        (SAPPHIRE_RAPIDS, {"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}, "avx2"),
+        (SAPPHIRE_RAPIDS, {"FBGEMM_ENABLE_INSTRUCTIONS": "AVX512"}, "avx512"),
+        (SKYLAKE, {}, "avx512"),
+        (HASWELL, {}, "avx2"),
+        (NO_AVX2, {}, None),
+    ],
+)
 def test_int8_kernel_follows_flags_and_fbgemm_cap(
-        monkeypatch: pytest.MonkeyPatch, flags: frozenset[str], env: dict[str, str],
-        kernel: str | None) -> None:
+    monkeypatch: pytest.MonkeyPatch, flags: frozenset[str], env: dict[str, str], kernel: str | None
+) -> None:
     monkeypatch.setattr(hardware, "cpu_flags", lambda *_: flags)
     assert hardware.int8_kernel(env) == kernel
     assert hardware.cpu_has_fast_int8(env) is (kernel is not None)
@@ -168,12 +199,24 @@ def test_int8_kernel_follows_flags_and_fbgemm_cap(
 
 def test_int8_flag_errors(trained_run: Path) -> None:
     runner = CliRunner()
-    onnx_int8 = runner.invoke(app, ["predict", "--model", str(trained_run), "--backend", "onnx",
-                                    "--precision", "int8", "great"])
+    onnx_int8 = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(trained_run),
+            "--backend",
+            "onnx",
+            "--precision",
+            "int8",
+            "great",
+        ],
+    )
     assert onnx_int8.exit_code == ConfigError.exit_code, onnx_int8.output
     assert "torch backend only" in onnx_int8.output
-    no_plan = runner.invoke(app, ["predict", "--model", str(trained_run), "--precision", "int8",
-                                  "great"])
+    no_plan = runner.invoke(
+        app, ["predict", "--model", str(trained_run), "--precision", "int8", "great"]
+    )
     assert no_plan.exit_code == ModelError.exit_code, no_plan.output
     assert "--format torch-int8" in no_plan.output and "Traceback" not in no_plan.output
     bad = runner.invoke(app, ["export", str(trained_run), "--format", "torch-int4"])
@@ -188,7 +231,9 @@ def test_cli_export_and_predict_int8(trained_run: Path, tmp_path: Path) -> None:
     out = runner.invoke(app, ["export", str(run), "--format", "torch-int8"])
     assert out.exit_code == 0, out.output
     assert (run / "model" / PLAN_FILE).is_file()
-    pred = runner.invoke(app, ["predict", "--model", str(run), "--precision", "int8", "--json",
-                               "brilliant superb film"])
+    pred = runner.invoke(
+        app,
+        ["predict", "--model", str(run), "--precision", "int8", "--json", "brilliant superb film"],
+    )
     assert pred.exit_code == 0, pred.output
     assert json.loads(pred.stdout.splitlines()[0])["label"] in ("positive", "negative")

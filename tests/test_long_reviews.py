@@ -45,8 +45,11 @@ def test_encode_cuts_whole_tokenized_reviews(tiny_model: Path, strategy: str) ->
     prefix, suffix = special_tokens(tok)
     whole = tok(text, add_special_tokens=False)["input_ids"]
     budget = 12 - len(prefix) - len(suffix)
-    expected = {"head": whole[:budget], "tail": whole[-budget:],
-                "head+tail": whole[:4] + whole[-(budget - 4):]}[strategy]
+    expected = {
+        "head": whole[:budget],
+        "tail": whole[-budget:],
+        "head+tail": whole[:4] + whole[-(budget - 4) :],
+    }[strategy]
     assert enc.input_ids[0] == prefix + expected + suffix
     assert len(enc.input_ids[0]) == 12
     assert enc.n_tokens[0] == len(whole) and enc.truncated == [True, False]
@@ -112,8 +115,14 @@ def test_truncation_settings_round_trip_through_a_run(
     from imdb_sentiment.training.loop import train
 
     overrides = tiny_train_overrides(tiny_model, prepared_data, tmp_path, "headtail")
-    overrides.update({"model.truncation": "head+tail", "model.head_tokens": 5,
-                      "model.max_length": 24, "training.epochs": 1})
+    overrides.update(
+        {
+            "model.truncation": "head+tail",
+            "model.head_tokens": 5,
+            "model.max_length": 24,
+            "training.epochs": 1,
+        }
+    )
     # One epoch is too short to beat chance; this test is about settings, not learning.
     monkeypatch.setattr(classification, "at_chance", lambda _m, margin=0.0: False)
     run = train(resolve(overrides=overrides), log=lambda _m: None).run_dir
@@ -127,7 +136,7 @@ def test_truncation_settings_round_trip_through_a_run(
     tok = predictor.tokenizer
     whole = tok(text, add_special_tokens=False)["input_ids"]
     prefix, suffix = special_tokens(tok)
-    assert enc.input_ids[0] == prefix + whole[:5] + whole[-(24 - 2 - 5):] + suffix
+    assert enc.input_ids[0] == prefix + whole[:5] + whole[-(24 - 2 - 5) :] + suffix
     # The model folder alone (copied elsewhere) carries the same settings.
     copy = tmp_path / "published"
     shutil.copytree(run / "model", copy)

@@ -18,35 +18,40 @@ CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 def test_cpu_flags_read_the_flags_line(tmp_path: Path) -> None:
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 amx_bf16\n\n"
-                    "processor\t: 1\nflags\t\t: fpu\n")
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 amx_bf16\n\n"
+        "processor\t: 1\nflags\t\t: fpu\n"
+    )
     assert cpu_flags(info) == {"fpu", "avx2", "amx_bf16"}
     assert cpu_flags(tmp_path / "missing") == frozenset()
     assert cpu_bf16_unit({}, info) == "amx"
 
 
-@pytest.mark.parametrize(("flags", "env", "unit"), [
-    (SAPPHIRE_RAPIDS, {}, "amx"),
-    (COOPER_LAKE, {}, "avx512_bf16"),
-    (SKYLAKE, {}, None),
-    (frozenset(), {}, None),
-    # oneDNN capped below bf16: emulated (measured 11x slower under AVX2, 2x under AVX512_CORE)
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, None),
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "avx512_core"}, None),
-    (SAPPHIRE_RAPIDS, {"DNNL_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, None),
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "avx512_bf16"),
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, "amx"),
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "all"}, "amx"),
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "no-such-isa"}, "amx"),  # oneDNN ignores it
-    # PyTorch's own kernels pinned below AVX-512
-    (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "avx2"}, None),
-    (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "default"}, None),
-    (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "avx512"}, "amx"),
-    (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "AVX2"}, "amx"),  # torch ignores upper case
-])
+@pytest.mark.parametrize(
+    ("flags", "env", "unit"),
+    [
+        (SAPPHIRE_RAPIDS, {}, "amx"),
+        (COOPER_LAKE, {}, "avx512_bf16"),
+        (SKYLAKE, {}, None),
+        (frozenset(), {}, None),
+        # oneDNN capped below bf16: emulated (measured 11x slower under AVX2, 2x under AVX512_CORE)
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, None),
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "avx512_core"}, None),
+        (SAPPHIRE_RAPIDS, {"DNNL_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, None),
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "avx512_bf16"),
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, "amx"),
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "all"}, "amx"),
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "no-such-isa"}, "amx"),  # oneDNN ignores it
+        # PyTorch's own kernels pinned below AVX-512
+        (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "avx2"}, None),
+        (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "default"}, None),
+        (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "avx512"}, "amx"),
+        (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "AVX2"}, "amx"),  # torch ignores upper case
+    ],
+)
 def test_the_bf16_unit_follows_the_cpu_and_the_caps(
-        flags: frozenset[str], env: dict[str, str], unit: str | None,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    flags: frozenset[str], env: dict[str, str], unit: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(hardware, "cpu_flags", lambda *_: flags)
     assert cpu_bf16_unit(env) == unit
     assert hardware.cpu_has_native_bf16(env) is (unit is not None)
@@ -70,19 +75,26 @@ def cpu_only(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-@pytest.mark.parametrize(("flags", "env", "training", "inference"), [
-    (SAPPHIRE_RAPIDS, {}, "bf16", "bf16"),
-    # AVX512-BF16 without AMX: bf16 autocast steps measured slower than fp32, so training
-    # keeps fp32; inference (bf16 weights, no autocast casts) keeps its own rule.
-    (COOPER_LAKE, {}, "fp32", "bf16"),
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "fp32", "bf16"),
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "fp32", "fp32"),
-    (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "avx2"}, "fp32", "fp32"),
-    (SKYLAKE, {}, "fp32", "fp32"),
-])
-def test_auto_picks_bf16_only_where_native(cpu_only: pytest.MonkeyPatch, flags: frozenset[str],
-                                           env: dict[str, str], training: str,
-                                           inference: str) -> None:
+@pytest.mark.parametrize(
+    ("flags", "env", "training", "inference"),
+    [
+        (SAPPHIRE_RAPIDS, {}, "bf16", "bf16"),
+        # AVX512-BF16 without AMX: bf16 autocast steps measured slower than fp32, so training
+        # keeps fp32; inference (bf16 weights, no autocast casts) keeps its own rule.
+        (COOPER_LAKE, {}, "fp32", "bf16"),
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "fp32", "bf16"),
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "fp32", "fp32"),
+        (SAPPHIRE_RAPIDS, {"ATEN_CPU_CAPABILITY": "avx2"}, "fp32", "fp32"),
+        (SKYLAKE, {}, "fp32", "fp32"),
+    ],
+)
+def test_auto_picks_bf16_only_where_native(
+    cpu_only: pytest.MonkeyPatch,
+    flags: frozenset[str],
+    env: dict[str, str],
+    training: str,
+    inference: str,
+) -> None:
     from imdb_sentiment.inference.backends import inference_precision
     from imdb_sentiment.training.arguments import training_precision
 
@@ -97,9 +109,9 @@ def test_auto_picks_bf16_only_where_native(cpu_only: pytest.MonkeyPatch, flags: 
     assert inference_precision("fp32", "cpu") == "fp32"
 
 
-def test_auto_on_an_amx_cpu_trains_with_bf16_autocast(cpu_only: pytest.MonkeyPatch,
-                                                      tiny_model: Path, prepared_data: Path,
-                                                      tmp_path: Path) -> None:
+def test_auto_on_an_amx_cpu_trains_with_bf16_autocast(
+    cpu_only: pytest.MonkeyPatch, tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     from imdb_sentiment.config import resolve
     from imdb_sentiment.training.arguments import training_arguments
 

@@ -64,8 +64,9 @@ def test_batched_predictions_match_one_at_a_time_in_input_order(
     assert all(p.read_fraction == 1.0 for p in preds if not p.truncated)
 
 
-def test_bf16_matches_fp32_within_tolerance(trained_run: Path, reviews: list[str],
-                                            predictor: Predictor) -> None:
+def test_bf16_matches_fp32_within_tolerance(
+    trained_run: Path, reviews: list[str], predictor: Predictor
+) -> None:
     bf16 = Predictor.from_path(trained_run, batch_size=8, precision="bf16")
     assert bf16.precision == "bf16"
     assert next(bf16.model.parameters()).dtype.is_floating_point  # type: ignore[union-attr]
@@ -76,7 +77,8 @@ def test_bf16_matches_fp32_within_tolerance(trained_run: Path, reviews: list[str
 
 
 def test_torch_batches_hold_a_token_budget_and_keep_every_review(
-        trained_run: Path, reviews: list[str], predictor: Predictor) -> None:
+    trained_run: Path, reviews: list[str], predictor: Predictor
+) -> None:
     bf16 = Predictor.from_path(trained_run, batch_size=8, precision="bf16")
     assert bf16.max_batch_tokens == predictor_module.BF16_BATCH_TOKENS
     assert predictor.max_batch_tokens == predictor_module.FP32_BATCH_TOKENS  # fp32: tighter
@@ -164,12 +166,23 @@ def test_predictor_labels_at_the_shared_decision_threshold(predictor: Predictor)
 
 def test_cli_predict_precision_and_missing_onnx(trained_run: Path) -> None:
     runner = CliRunner()
-    ok = runner.invoke(app, ["predict", "--model", str(trained_run), "--precision", "bf16",
-                             "--json", "wonderful brilliant film"])
+    ok = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(trained_run),
+            "--precision",
+            "bf16",
+            "--json",
+            "wonderful brilliant film",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert '"label"' in ok.stdout
-    missing = runner.invoke(app, ["predict", "--model", str(trained_run), "--backend", "onnx",
-                                  "great"])
+    missing = runner.invoke(
+        app, ["predict", "--model", str(trained_run), "--backend", "onnx", "great"]
+    )
     assert missing.exit_code == ModelError.exit_code
     assert "imdb-sentiment export" in missing.output
     assert "Traceback" not in missing.output

@@ -66,8 +66,9 @@ def test_chunks_hold_the_reviews_read_whole_in_order(fmt: str, n: int, tmp_path:
 
 
 @pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 20])
-def test_txt_blocks_split_lines_as_the_whole_text_does(block: int, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_txt_blocks_split_lines_as_the_whole_text_does(
+    block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(stream, "_TXT_BLOCK", block)
     path = tmp_path / "mixed.txt"
     # CRLF, lone CR, Unicode line separators, blank lines, multi-byte characters, no final EOL.
@@ -100,14 +101,27 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, dict[str, str]]]:
     write_reviews(["a", "b"], tmp_path / "other.csv")
     # A key that only later records have: earlier records have no text.
     late = tmp_path / "late.jsonl"
-    late.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(5))
-                    + json.dumps({"n": 5, "text": "x"}) + "\n")
-    return {name: (tmp_path / name, kwargs) for name, kwargs in [
-        ("empty.csv", {}), ("blank.txt", {}), ("header.csv", {}), ("corrupt.parquet", {}),
-        ("broken.jsonl", {}), ("reviews.docx", {}), ("missing.csv", {}), ("late.jsonl", {}),
-        ("other.parquet", {"text_column": "review"}), ("other.jsonl", {"text_column": "review"}),
-        ("other.csv", {"text_column": "review"}),
-    ]}
+    late.write_text(
+        "".join(json.dumps({"n": i}) + "\n" for i in range(5))
+        + json.dumps({"n": 5, "text": "x"})
+        + "\n"
+    )
+    return {
+        name: (tmp_path / name, kwargs)
+        for name, kwargs in [
+            ("empty.csv", {}),
+            ("blank.txt", {}),
+            ("header.csv", {}),
+            ("corrupt.parquet", {}),
+            ("broken.jsonl", {}),
+            ("reviews.docx", {}),
+            ("missing.csv", {}),
+            ("late.jsonl", {}),
+            ("other.parquet", {"text_column": "review"}),
+            ("other.jsonl", {"text_column": "review"}),
+            ("other.csv", {"text_column": "review"}),
+        ]
+    }
 
 
 def test_bad_files_raise_the_whole_file_readers_messages(tmp_path: Path) -> None:
@@ -126,7 +140,7 @@ def test_bad_files_raise_the_whole_file_readers_messages(tmp_path: Path) -> None
 
 def test_rows_written_in_chunks_equal_pandas_writing_all_at_once(tmp_path: Path) -> None:
     frame = synthetic_frame(11, seed=3).drop(columns=["label"])
-    frame["text"] = frame["text"].str.replace("film", "film, \"quoted\"\nnewline é", n=1)
+    frame["text"] = frame["text"].str.replace("film", 'film, "quoted"\nnewline é', n=1)
     frame["p"] = [i / 7 for i in range(len(frame))]
     frame["flag"] = [i % 3 == 0 for i in range(len(frame))]
     for suffix in (".csv", ".jsonl", ".parquet"):
@@ -150,7 +164,8 @@ def test_rows_written_in_chunks_equal_pandas_writing_all_at_once(tmp_path: Path)
         else:
             assert chunked.read_bytes() == whole.read_bytes(), suffix
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{kind}{s}" for kind in ("whole", "chunked") for s in (".csv", ".jsonl", ".parquet"))
+        f"{kind}{s}" for kind in ("whole", "chunked") for s in (".csv", ".jsonl", ".parquet")
+    )
 
 
 def _failing(frames: int) -> Iterator[pd.DataFrame]:
@@ -160,8 +175,9 @@ def _failing(frames: int) -> Iterator[pd.DataFrame]:
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
-def test_a_failure_mid_stream_leaves_no_file_and_the_old_one_whole(suffix: str,
-                                                                   tmp_path: Path) -> None:
+def test_a_failure_mid_stream_leaves_no_file_and_the_old_one_whole(
+    suffix: str, tmp_path: Path
+) -> None:
     target = tmp_path / "sub" / f"out{suffix}"
     with pytest.raises(ModelError), TableWriter(target) as writer:
         for frame in _failing(3):
@@ -199,7 +215,8 @@ def test_sigterm_while_writing_deletes_the_partial_file(tmp_path: Path) -> None:
     assert "not written" in str(info.value)
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(
-        signal.getsignal(signal.SIGTERM))
+        signal.getsignal(signal.SIGTERM)
+    )
 
 
 # ------------------------------------------------------------------------------- the command
@@ -215,37 +232,62 @@ def in_memory(trained_run: Path) -> tuple[list[str], list[dict[str, object]]]:
     return texts, [p.to_dict() for p in predictor.predict(texts)]
 
 
-@pytest.mark.parametrize(("fmt", "out"), [("txt", "csv"), ("csv", "jsonl"), ("jsonl", "parquet"),
-                                          ("parquet", "csv")])
+@pytest.mark.parametrize(
+    ("fmt", "out"), [("txt", "csv"), ("csv", "jsonl"), ("jsonl", "parquet"), ("parquet", "csv")]
+)
 def test_cli_streams_the_rows_the_in_memory_path_gives(
-    fmt: str, out: str, in_memory: tuple[list[str], list[dict[str, object]]], trained_run: Path,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    out: str,
+    in_memory: tuple[list[str], list[dict[str, object]]],
+    trained_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(stream, "CHUNK_SIZE", CHUNK)
     texts, rows = in_memory
     calls: list[int] = []
     predict = Predictor.predict
-    monkeypatch.setattr(Predictor, "predict",
-                        lambda self, chunk: calls.append(len(chunk)) or predict(self, chunk))
+    monkeypatch.setattr(
+        Predictor, "predict", lambda self, chunk: calls.append(len(chunk)) or predict(self, chunk)
+    )
     source = write_reviews(texts, tmp_path / f"reviews.{fmt}")
     target = tmp_path / f"preds.{out}"
-    result = runner.invoke(app, ["predict", "--model", str(trained_run), "--file", str(source),
-                                 "--output", str(target), "--precision", "fp32"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(trained_run),
+            "--file",
+            str(source),
+            "--output",
+            str(target),
+            "--precision",
+            "fp32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"wrote {len(texts):,} predictions to {target}" in result.output
     assert calls == [CHUNK, CHUNK, CHUNK, 1]  # never more than a chunk at once
-    got = (pd.read_parquet(target) if out == "parquet" else pd.read_csv(target) if out == "csv"
-           else pd.read_json(target, lines=True))
+    got = (
+        pd.read_parquet(target)
+        if out == "parquet"
+        else pd.read_csv(target)
+        if out == "csv"
+        else pd.read_json(target, lines=True)
+    )
     expected = pd.DataFrame([{"text": t, **r} for t, r in zip(texts, rows, strict=True)])
     # Batches are formed within a chunk, so float sums may differ in the last bits.
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, atol=1e-5)
 
 
-def test_cli_failure_mid_stream_writes_nothing(trained_run: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_failure_mid_stream_writes_nothing(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(stream, "CHUNK_SIZE", CHUNK)
-    source = write_reviews(synthetic_frame(CHUNK * 2 + 1, seed=4)["text"].tolist(),
-                           tmp_path / "reviews.csv")
+    source = write_reviews(
+        synthetic_frame(CHUNK * 2 + 1, seed=4)["text"].tolist(), tmp_path / "reviews.csv"
+    )
     calls: list[int] = []
     predict = Predictor.predict
 
@@ -257,23 +299,55 @@ def test_cli_failure_mid_stream_writes_nothing(trained_run: Path, tmp_path: Path
 
     monkeypatch.setattr(Predictor, "predict", flaky)
     target = tmp_path / "out" / "preds.parquet"
-    result = runner.invoke(app, ["predict", "--model", str(trained_run), "--file", str(source),
-                                 "--output", str(target), "--precision", "fp32"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(trained_run),
+            "--file",
+            str(source),
+            "--output",
+            str(target),
+            "--precision",
+            "fp32",
+        ],
+    )
     assert result.exit_code == 4 and "chunk 2" in result.output
     assert not target.exists()
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "reviews.csv"]
 
 
-def test_cli_checks_the_whole_file_before_loading_the_model(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
+def test_cli_checks_the_whole_file_before_loading_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(stream, "CHUNK_SIZE", CHUNK)
     holes = _holes(tmp_path, ".parquet")
     # No model: an error about the model would mean the file was not checked first.
-    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "no-run"), "--file",
-                                 str(holes), "--output", str(tmp_path / "o.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "no-run"),
+            "--file",
+            str(holes),
+            "--output",
+            str(tmp_path / "o.csv"),
+        ],
+    )
     assert result.exit_code == 3
     assert "row 2, 6, 7, 10, 13 and 1 more" in result.output
-    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "no-run"), "fine", " ",
-                                 "--file", str(write_reviews(["x"], tmp_path / "r.csv"))])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "no-run"),
+            "fine",
+            " ",
+            "--file",
+            str(write_reviews(["x"], tmp_path / "r.csv")),
+        ],
+    )
     assert result.exit_code == 3 and "review 2 is empty" in result.output

@@ -34,41 +34,83 @@ def assert_profile(folder: Path, steps: int) -> None:
     assert "Self CPU" in (folder / "top_ops.txt").read_text()
 
 
-def test_train_profile_writes_trace_into_the_run(tiny_model: Path, prepared_data: Path,
-                                                  tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_profile_writes_trace_into_the_run(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     # Whether so short a run learns is beside the point: let it be saved either way.
     monkeypatch.setattr("imdb_sentiment.metrics.classification.at_chance", lambda _m: False)
     # 32 reviews at batch 8: 4 steps, just the window of 1 + 1 + 2.
-    result = invoke("train", "--model", str(tiny_model), "--data", str(prepared_data),
-                    "--output-dir", str(tmp_path / "runs"), "--run-name", "prof",
-                    "--max-length", "64", "--batch-size", "8", "--epochs", "1",
-                    "--max-train-samples", "32", "--max-eval-samples", "16",
-                    "--report-to", "none", "--precision", "fp32",
-                    "--profile", "--profile-steps", "2")
+    result = invoke(
+        "train",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(prepared_data),
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--run-name",
+        "prof",
+        "--max-length",
+        "64",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--max-train-samples",
+        "32",
+        "--max-eval-samples",
+        "16",
+        "--report-to",
+        "none",
+        "--precision",
+        "fp32",
+        "--profile",
+        "--profile-steps",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     assert_profile(tmp_path / "runs" / "prof" / "profile", steps=2)
     assert "top operators by self CPU time" in result.output
     assert not (tmp_path / "profile").exists()  # nowhere but the run
 
 
-def test_predict_profile_keeps_predictions(trained_run: Path, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predict_profile_keeps_predictions(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     reviews = tmp_path / "reviews.txt"
-    reviews.write_text("\n".join(["a wonderful brilliant film", "awful boring dull plot",
-                                  "the movie was quite a story", "superb", "worst hour"] * 4))
+    reviews.write_text(
+        "\n".join(
+            [
+                "a wonderful brilliant film",
+                "awful boring dull plot",
+                "the movie was quite a story",
+                "superb",
+                "worst hour",
+            ]
+            * 4
+        )
+    )
     common = ["predict", "--model", str(trained_run), "--file", str(reviews), "--batch-size", "4"]
     plain = invoke(*common, "--output", "plain.csv")
     assert plain.exit_code == 0, plain.output
     assert not (tmp_path / "profiles").exists()  # profiling off writes nothing
-    result = invoke(*common, "--output", "profiled.csv", "--profile", "--profile-dir", "prof",
-                    "--profile-steps", "3")
+    result = invoke(
+        *common,
+        "--output",
+        "profiled.csv",
+        "--profile",
+        "--profile-dir",
+        "prof",
+        "--profile-steps",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     assert_profile(tmp_path / "prof", steps=3)
-    names = {r["op"] for r in json.loads((tmp_path / "prof" / "top_ops.json").read_text())
-             ["operators"]}
+    names = {
+        r["op"] for r in json.loads((tmp_path / "prof" / "top_ops.json").read_text())["operators"]
+    }
     assert {"tokenize", "model batch"} <= names
     pd.testing.assert_frame_equal(pd.read_csv("plain.csv"), pd.read_csv("profiled.csv"))
     again = invoke(*common, "--profile", "--profile-dir", "prof")
@@ -86,8 +128,9 @@ def test_training_off_writes_no_profile(trained_run: Path) -> None:
 
 @pytest.mark.parametrize("verb", ["train", "predict"])
 @pytest.mark.parametrize("steps", ["0", "-3", "100000"])
-def test_bad_profile_steps_exit_2_in_one_line(verb: str, steps: str, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_profile_steps_exit_2_in_one_line(
+    verb: str, steps: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     args = [verb, "--profile", "--profile-steps", steps]
     result = invoke(*args, *(["great film"] if verb == "predict" else []))

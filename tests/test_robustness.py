@@ -20,13 +20,16 @@ def test_add_typos_is_seeded_and_small() -> None:
     assert rb.add_typos("ok so", random.Random(0)) == "ok so"  # no word long enough
 
 
-@pytest.mark.parametrize(("sentence", "negated"), [
-    ("The acting is superb.", "The acting is not superb."),
-    ("This film was a masterpiece.", "This film was not a masterpiece."),
-    ("The cast were really very good.", "The cast were not really very good."),
-    ("I loved every minute of it.", "I did not love every minute of it."),
-    ("We really enjoyed it.", "We did not enjoy it."),
-])
+@pytest.mark.parametrize(
+    ("sentence", "negated"),
+    [
+        ("The acting is superb.", "The acting is not superb."),
+        ("This film was a masterpiece.", "This film was not a masterpiece."),
+        ("The cast were really very good.", "The cast were not really very good."),
+        ("I loved every minute of it.", "I did not love every minute of it."),
+        ("We really enjoyed it.", "We did not enjoy it."),
+    ],
+)
 def test_negate(sentence: str, negated: str) -> None:
     assert rb.negate(sentence) == negated
 
@@ -39,12 +42,16 @@ def test_clearly_positive_rejects_mixed_and_negative() -> None:
 
 
 def test_neutral_pool_comes_from_the_data() -> None:
-    texts = ["Great film! The story takes place in Boston during the winter of 1972. Loved it.",
-             "Awful.<br /><br />It was shot over six weeks in a small village near Rome.",
-             "Boring and bad."]
+    texts = [
+        "Great film! The story takes place in Boston during the winter of 1972. Loved it.",
+        "Awful.<br /><br />It was shot over six weeks in a small village near Rome.",
+        "Boring and bad.",
+    ]
     pool = rb.neutral_pool(texts, random.Random(0))
-    assert set(pool) == {"The story takes place in Boston during the winter of 1972.",
-                         "It was shot over six weeks in a small village near Rome."}
+    assert set(pool) == {
+        "The story takes place in Boston during the winter of 1972.",
+        "It was shot over six weeks in a small village near Rome.",
+    }
     assert all(rb.is_neutral(s) for s in pool)
     assert rb.neutral_pool(["Bad.", "Great!"], random.Random(0))  # generated fallback
 
@@ -54,8 +61,11 @@ def _lexicon_proba(texts: list[str]) -> np.ndarray:
     out = []
     for t in texts:
         words = t.lower().replace(".", " ").split()
-        score = sum(w in rb.POSITIVE_WORDS for w in words) - sum(
-            w in rb.NEGATIVE_WORDS for w in words) - 2 * words.count("not")
+        score = (
+            sum(w in rb.POSITIVE_WORDS for w in words)
+            - sum(w in rb.NEGATIVE_WORDS for w in words)
+            - 2 * words.count("not")
+        )
         out.append(1 / (1 + np.exp(-score)))
     return np.asarray(out)
 
@@ -65,12 +75,16 @@ def test_run_checks_reports_pass_rates() -> None:
     texts, labels = [], []
     for i in range(40):
         if i % 2:
-            texts.append(f"The music was wonderful. It was filmed in {1950 + i} near the old "
-                         "harbour at night. I loved it.")
+            texts.append(
+                f"The music was wonderful. It was filmed in {1950 + i} near the old "
+                "harbour at night. I loved it."
+            )
             labels.append(1)
         else:
-            texts.append("The plot was boring and the acting awful. It was filmed in "
-                         f"{1950 + i} near the old harbour at night.")
+            texts.append(
+                "The plot was boring and the acting awful. It was filmed in "
+                f"{1950 + i} near the old harbour at night."
+            )
             labels.append(0)
     rng.shuffle(texts)
     summary, cases = rb.run_checks(_lexicon_proba, texts, labels, samples=30, seed=3)
@@ -87,7 +101,8 @@ def test_run_checks_reports_pass_rates() -> None:
 
 
 def test_run_checks_without_positive_sentences() -> None:
-    summary, _ = rb.run_checks(_lexicon_proba, ["bad dull film overall", "awful plot here"],
-                               [0, 0], samples=5)
+    summary, _ = rb.run_checks(
+        _lexicon_proba, ["bad dull film overall", "awful plot here"], [0, 0], samples=5
+    )
     assert summary["checks"]["negation"]["cases"] == 0
     assert summary["checks"]["negation"]["pass_rate"] is None

@@ -47,8 +47,13 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    for var in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "IMDB_SENTIMENT_RUNS",
-                "IMDB_SENTIMENT_RUNS_DIR"):
+    for var in (
+        "LOCAL_RANK",
+        "RANK",
+        "WORLD_SIZE",
+        "IMDB_SENTIMENT_RUNS",
+        "IMDB_SENTIMENT_RUNS_DIR",
+    ):
         monkeypatch.delenv(var, raising=False)
     yield
     torch.set_num_threads(before)
@@ -56,9 +61,14 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def small(tiny_model: Path, data: Path, runs: Path, name: str | None, **extra: Any) -> Any:
     """A run of 24 optimiser steps (checkpoints at 12 and 24) that learns enough to be kept."""
-    overrides = {**tiny_train_overrides(tiny_model, data, runs, name or "x"),
-                 "run.name": name, "data.max_train_samples": 96, "data.max_eval_samples": 32,
-                 "training.learning_rate": 1e-2, **extra}
+    overrides = {
+        **tiny_train_overrides(tiny_model, data, runs, name or "x"),
+        "run.name": name,
+        "data.max_train_samples": 96,
+        "data.max_eval_samples": 32,
+        "training.learning_rate": 1e-2,
+        **extra,
+    }
     return resolve(overrides=overrides)
 
 
@@ -124,15 +134,20 @@ def test_resume_takes_the_newest_complete_checkpoint(tmp_path: Path, breakage: s
     assert claim.skipped[0][1]  # says what was wrong
     # Set aside under a name Trainer's checkpoint-* never matches.
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "checkpoint-10", "incomplete-checkpoint-20"]
+        "checkpoint-10",
+        "incomplete-checkpoint-20",
+    ]
 
 
 def test_no_complete_checkpoint_says_how_to_start_again(tmp_path: Path) -> None:
     run = tmp_path / "r"
     truncate(fake_checkpoint(run, 10) / "optimizer.pt")
     write_status(run, "interrupted")
-    with pytest.raises(RunError, match=r"no complete checkpoint; checkpoint-10: optimizer.pt is "
-                                       r"truncated.*--overwrite"):
+    with pytest.raises(
+        RunError,
+        match=r"no complete checkpoint; checkpoint-10: optimizer.pt is "
+        r"truncated.*--overwrite",
+    ):
         claim_run_dir(run, overwrite=False, resume=True)
 
 
@@ -140,8 +155,12 @@ def test_no_complete_checkpoint_says_how_to_start_again(tmp_path: Path) -> None:
 
 
 def test_interrupted_overwrite_keeps_the_old_run_and_latest(
-        tiny_model: Path, prepared_data: Path, trained_run: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_model: Path,
+    prepared_data: Path,
+    trained_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import shutil
 
     from transformers import Trainer
@@ -158,8 +177,10 @@ def test_interrupted_overwrite_keeps_the_old_run_and_latest(
 
     monkeypatch.setattr(Trainer, "train", stopped)
     cfg = small(tiny_model, prepared_data, runs, "tiny", **{"run.overwrite": True})
-    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM; no complete checkpoint "
-                                                  "was saved; start again with") as caught:
+    with pytest.raises(
+        TrainingInterrupted,
+        match="stopped by SIGTERM; no complete checkpoint was saved; start again with",
+    ) as caught:
         train(cfg, log=quiet)
     assert caught.value.exit_code == 143
 
@@ -172,9 +193,13 @@ def test_interrupted_overwrite_keeps_the_old_run_and_latest(
     assert "resume_with" not in status  # there is nothing to resume from
 
 
-def test_failed_overwrite_keeps_the_old_run(tiny_model: Path, prepared_data: Path,
-                                            trained_run: Path, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_overwrite_keeps_the_old_run(
+    tiny_model: Path,
+    prepared_data: Path,
+    trained_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A replacement at chance fails; the run it was to replace is untouched."""
     import shutil
 
@@ -186,8 +211,9 @@ def test_failed_overwrite_keeps_the_old_run(tiny_model: Path, prepared_data: Pat
     runs = tmp_path / "runs"
     shutil.copytree(trained_run, runs / "tiny")
     weights = (runs / "tiny" / "model" / "model.safetensors").read_bytes()
-    cfg = small(tiny_model, prepared_data, runs, "tiny",
-                **{"run.overwrite": True, "training.epochs": 1})
+    cfg = small(
+        tiny_model, prepared_data, runs, "tiny", **{"run.overwrite": True, "training.epochs": 1}
+    )
     with pytest.raises(TrainingFailedError):
         train(cfg, log=quiet)
     assert (runs / "tiny" / "model" / "model.safetensors").read_bytes() == weights
@@ -198,17 +224,49 @@ def test_failed_overwrite_keeps_the_old_run(tiny_model: Path, prepared_data: Pat
 
 
 @pytest.mark.usefixtures("never_at_chance")
-def test_sigterm_stops_training_cleanly_and_it_resumes(tiny_model: Path, prepared_data: Path,
-                                                       tmp_path: Path) -> None:
+def test_sigterm_stops_training_cleanly_and_it_resumes(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     runs = tmp_path / "runs"
     env = cli_env()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imdb_sentiment", "train", "--model", str(tiny_model),
-         "--data", str(prepared_data), "--output-dir", str(runs), "--run-name", "sig",
-         "--max-length", "64", "--lr", "1e-2", "--batch-size", "8", "--epochs", "40",
-         "--max-train-samples", "96", "--max-eval-samples", "32", "--report-to", "none",
-         "--num-processes", "1", "--set", "training.eval_steps=4"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "imdb_sentiment",
+            "train",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(prepared_data),
+            "--output-dir",
+            str(runs),
+            "--run-name",
+            "sig",
+            "--max-length",
+            "64",
+            "--lr",
+            "1e-2",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "40",
+            "--max-train-samples",
+            "96",
+            "--max-eval-samples",
+            "32",
+            "--report-to",
+            "none",
+            "--num-processes",
+            "1",
+            "--set",
+            "training.eval_steps=4",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     run = runs / "sig"
     try:
         wait_for_checkpoint(proc, run, 180)
@@ -222,8 +280,10 @@ def test_sigterm_stops_training_cleanly_and_it_resumes(tiny_model: Path, prepare
     assert proc.returncode == 143, err[-3000:]
     assert "Traceback" not in err and "{'loss'" not in out
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: training stopped by SIGTERM; resume with: imdb-sentiment "
-                           "train --resume --run-name sig")
+    assert last.startswith(
+        "error: training stopped by SIGTERM; resume with: imdb-sentiment "
+        "train --resume --run-name sig"
+    )
     status = read_status(run)
     assert status["state"] == "interrupted" and status["reason"] == "stopped by SIGTERM"
 
@@ -238,8 +298,12 @@ def test_sigterm_stops_training_cleanly_and_it_resumes(tiny_model: Path, prepare
 
 
 def test_a_running_run_whose_process_died_is_reported_dead(tmp_path: Path) -> None:
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     run = tmp_path / "runs" / "r"
     fake_checkpoint(run, 10)
     (run / "model").mkdir()
@@ -276,14 +340,18 @@ def test_a_live_run_is_neither_resumed_nor_overwritten(tmp_path: Path) -> None:
 
 def test_the_launcher_passes_sigterm_on_to_the_training_processes(tmp_path: Path) -> None:
     """``docker stop`` signals only the process it started: the accelerate relaunch."""
-    child = ("import signal, sys, time, pathlib\n"
-             f"p = pathlib.Path({str(tmp_path / 'got')!r})\n"
-             "signal.signal(signal.SIGTERM, lambda *a: (p.write_text('TERM'), sys.exit(143)))\n"
-             f"pathlib.Path({str(tmp_path / 'ready')!r}).write_text('')\n"
-             "time.sleep(60)\n")
-    parent = ("import sys\n"
-              "from imdb_sentiment.training.distributed import call_forwarding_signals\n"
-              f"sys.exit(call_forwarding_signals([sys.executable, '-c', {child!r}]))\n")
+    child = (
+        "import signal, sys, time, pathlib\n"
+        f"p = pathlib.Path({str(tmp_path / 'got')!r})\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (p.write_text('TERM'), sys.exit(143)))\n"
+        f"pathlib.Path({str(tmp_path / 'ready')!r}).write_text('')\n"
+        "time.sleep(60)\n"
+    )
+    parent = (
+        "import sys\n"
+        "from imdb_sentiment.training.distributed import call_forwarding_signals\n"
+        f"sys.exit(call_forwarding_signals([sys.executable, '-c', {child!r}]))\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", parent])
     deadline = time.monotonic() + 60
     while not (tmp_path / "ready").exists():
@@ -298,7 +366,8 @@ def test_the_launcher_passes_sigterm_on_to_the_training_processes(tmp_path: Path
 
 
 def test_every_verb_reads_latest_from_the_same_runs_folder(
-        trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # no ./runs here
     runs = trained_run.parent
     assert runs_root() == Path("runs")
@@ -315,16 +384,21 @@ def test_every_verb_reads_latest_from_the_same_runs_folder(
 
 
 def test_train_writes_into_the_runs_folder_the_environment_names(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imdb_sentiment.training.loop import TrainResult
 
     seen: list[Any] = []
 
-    def fake(cfg: Any, *, resume: bool = False, log: Any = print,
-             callbacks: list[Any] | None = None) -> TrainResult:
+    def fake(
+        cfg: Any, *, resume: bool = False, log: Any = print, callbacks: list[Any] | None = None
+    ) -> TrainResult:
         seen.append(cfg)
-        return TrainResult(Path(cfg.run.output_dir) / "r", {
-            **dict.fromkeys(("accuracy", "f1", "roc_auc", "log_loss"), 1.0), "n": 1}, 1)
+        return TrainResult(
+            Path(cfg.run.output_dir) / "r",
+            {**dict.fromkeys(("accuracy", "f1", "roc_auc", "log_loss"), 1.0), "n": 1},
+            1,
+        )
 
     monkeypatch.setattr("imdb_sentiment.training.loop.train", fake)
     monkeypatch.chdir(tmp_path)
@@ -355,8 +429,9 @@ def test_two_trainings_claiming_one_folder_at_once_get_one_each(tmp_path: Path) 
         start = threading.Barrier(4)
         outcomes: list[str] = []
 
-        def claim(path: Path = path, start: threading.Barrier = start,
-                  outcomes: list[str] = outcomes) -> None:
+        def claim(
+            path: Path = path, start: threading.Barrier = start, outcomes: list[str] = outcomes
+        ) -> None:
             start.wait()
             try:
                 claim_run_dir(path, overwrite=False, resume=False)
@@ -373,9 +448,11 @@ def test_two_trainings_claiming_one_folder_at_once_get_one_each(tmp_path: Path) 
 
 
 def test_latest_written_by_many_processes_at_once_is_always_whole(tmp_path: Path) -> None:
-    writer = ("import sys; from pathlib import Path\n"
-              "from imdb_sentiment.runs import mark_latest\n"
-              f"for _ in range(300): mark_latest(Path({str(tmp_path)!r}) / sys.argv[1])\n")
+    writer = (
+        "import sys; from pathlib import Path\n"
+        "from imdb_sentiment.runs import mark_latest\n"
+        f"for _ in range(300): mark_latest(Path({str(tmp_path)!r}) / sys.argv[1])\n"
+    )
     procs = [subprocess.Popen([sys.executable, "-c", writer, f"run-{i}"]) for i in range(3)]
     seen = set()
     while any(p.poll() is None for p in procs):
@@ -390,9 +467,9 @@ def test_latest_written_by_many_processes_at_once_is_always_whole(tmp_path: Path
 
 
 @pytest.mark.usefixtures("never_at_chance")
-def test_resuming_a_finished_run_changes_nothing(tiny_model: Path, prepared_data: Path,
-                                                 tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_resuming_a_finished_run_changes_nothing(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from imdb_sentiment.training.loop import train
 
     runs = tmp_path / "runs"
@@ -401,22 +478,33 @@ def test_resuming_a_finished_run_changes_nothing(tiny_model: Path, prepared_data
     files = {p: p.read_bytes() for p in (runs / "done").rglob("*") if p.is_file()}
 
     messages: list[str] = []
-    result = train(small(tiny_model, prepared_data, runs, "done"), resume=True,
-                   log=messages.append)
+    result = train(small(tiny_model, prepared_data, runs, "done"), resume=True, log=messages.append)
     assert result.already_finished
     assert any("already finished" in m and "nothing was changed" in m for m in messages)
     assert result.metrics["accuracy"] == first.metrics["accuracy"]
     assert {p: p.read_bytes() for p in (runs / "done").rglob("*") if p.is_file()} == files
 
-    cli = runner.invoke(app, ["train", "--resume", "--run-name", "done", "--output-dir",
-                              str(runs), "--num-processes", "1"])
+    cli = runner.invoke(
+        app,
+        [
+            "train",
+            "--resume",
+            "--run-name",
+            "done",
+            "--output-dir",
+            str(runs),
+            "--num-processes",
+            "1",
+        ],
+    )
     assert cli.exit_code == 0, cli.output
     assert "already finished" in cli.stderr and cli.stdout == ""
 
 
 @pytest.mark.usefixtures("never_at_chance")
-def test_a_resumed_run_records_the_whole_run(tiny_model: Path, prepared_data: Path,
-                                             tmp_path: Path) -> None:
+def test_a_resumed_run_records_the_whole_run(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     """Resumed past a checkpoint cut short: the records still cover every step."""
     from imdb_sentiment.training.loop import train
 
@@ -427,8 +515,11 @@ def test_a_resumed_run_records_the_whole_run(tiny_model: Path, prepared_data: Pa
     truncate(last / "optimizer.pt")  # as a kill mid-save would leave it
 
     messages: list[str] = []
-    result = train(small(tiny_model, prepared_data, runs, "r", **{"training.epochs": 3}),
-                   resume=True, log=messages.append)
+    result = train(
+        small(tiny_model, prepared_data, runs, "r", **{"training.epochs": 3}),
+        resume=True,
+        log=messages.append,
+    )
     assert any("skipping checkpoint-24: optimizer.pt is truncated" in m for m in messages)
     assert any("resuming from" in m and "checkpoint-12" in m for m in messages)
     saved = json.loads((runs / "r" / "processes.json").read_text())[0]

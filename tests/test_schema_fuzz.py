@@ -42,16 +42,20 @@ def api_schema(trained_run: Path) -> Iterator[Any]:
 
 
 # Negative data (invalid bodies, wrong types, bad headers) only exists where there are inputs.
-CASES = [("/predict", "POST", "positive"), ("/predict", "POST", "negative"),
-         ("/metrics", "GET", "positive"), ("/metrics", "GET", "negative"),
-         ("/health", "GET", "positive"), ("/ready", "GET", "positive")]
+CASES = [
+    ("/predict", "POST", "positive"),
+    ("/predict", "POST", "negative"),
+    ("/metrics", "GET", "positive"),
+    ("/metrics", "GET", "negative"),
+    ("/health", "GET", "positive"),
+    ("/ready", "GET", "positive"),
+]
 
 
 # schemathesis' own pytest plugin (schema.parametrize) does not work with pytest 9 yet, so the
 # operations are driven with hypothesis directly; the checks are schemathesis' own.
 @pytest.mark.parametrize(("path", "method", "mode"), CASES)
-def test_api_never_fails_on_any_input(api_schema: Any, path: str, method: str,
-                                      mode: str) -> None:
+def test_api_never_fails_on_any_input(api_schema: Any, path: str, method: str, mode: str) -> None:
     from schemathesis import GenerationMode
 
     operation = api_schema[path][method]
@@ -59,12 +63,14 @@ def test_api_never_fails_on_any_input(api_schema: Any, path: str, method: str,
     statuses: list[int] = []
 
     @given(case=operation.as_strategy(generation_mode=generation))
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     def fuzz(case: Any) -> None:
         response = case.call_and_validate(
             checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
-            timeout=30)
+            timeout=30,
+        )
         statuses.append(response.status_code)
 
     fuzz()

@@ -46,8 +46,9 @@ LRS = [1e-3, 2e-3, 5e-3]
 QUIET: Callable[[str], None] = lambda _m: None  # noqa: E731
 
 
-def _source(tmp_path: Path, model: Path | str = "tiny", data: Path | str = "data",
-            **extra: Any) -> ConfigSource:
+def _source(
+    tmp_path: Path, model: Path | str = "tiny", data: Path | str = "data", **extra: Any
+) -> ConfigSource:
     overrides = tiny_train_overrides(Path(model), Path(data), tmp_path / "runs", "unused")
     for key in ("run.name", "training.learning_rate"):
         overrides.pop(key)
@@ -68,8 +69,14 @@ class ScriptedTrain:
         self.configs: list[Config] = []
         self.groups: list[str | None] = []
 
-    def __call__(self, cfg: Config, *, resume: bool = False, log: Any = print,
-                 callbacks: list[Any] | None = None) -> TrainResult:
+    def __call__(
+        self,
+        cfg: Config,
+        *,
+        resume: bool = False,
+        log: Any = print,
+        callbacks: list[Any] | None = None,
+    ) -> TrainResult:
         run_dir = Path(cfg.run.output_dir) / str(cfg.run.name)
         (run_dir / "checkpoints" / "checkpoint-1").mkdir(parents=True)
         self.configs.append(cfg)
@@ -93,20 +100,34 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, curves: list[Any]) -> ScriptedTra
 
 
 def _study(search_dir: Path) -> Any:
-    return optuna.load_study(study_name=search_dir.name,
-                             storage=f"sqlite:///{search_dir / STUDY_FILE}")
+    return optuna.load_study(
+        study_name=search_dir.name, storage=f"sqlite:///{search_dir / STUDY_FILE}"
+    )
 
 
 # --------------------------------------------------------------------------- real tiny training
 
 
 def test_real_trials_report_each_evaluation_and_survive_a_trial_at_chance(
-        tiny_model: Path, prepared_data: Path, tmp_path: Path) -> None:
-    source = _source(tmp_path, tiny_model, prepared_data, **{
-        "training.epochs": 1, "data.max_train_samples": 16, "data.max_eval_samples": 16,
-        "model.max_length": 16})
-    settings = SearchSettings(name="real", trials=2, prune=False,
-                              space=parse_space({"training.learning_rate": [1e-9]}, "test"))
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
+    source = _source(
+        tmp_path,
+        tiny_model,
+        prepared_data,
+        **{
+            "training.epochs": 1,
+            "data.max_train_samples": 16,
+            "data.max_eval_samples": 16,
+            "model.max_length": 16,
+        },
+    )
+    settings = SearchSettings(
+        name="real",
+        trials=2,
+        prune=False,
+        space=parse_space({"training.learning_rate": [1e-9]}, "test"),
+    )
     result = search(source, settings, log=QUIET)
 
     assert [r.state for r in result.rows] == ["at chance", "at chance"]
@@ -124,8 +145,9 @@ def test_real_trials_report_each_evaluation_and_survive_a_trial_at_chance(
 # ------------------------------------------------------------------------------ scripted trials
 
 
-def test_trials_are_ranked_and_best_yaml_trains(monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
+def test_trials_are_ranked_and_best_yaml_trains(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     fake = _scripted(monkeypatch, [[0.7, 0.80], [0.8, 0.90], [0.78, 0.88]])
     result = search(_source(tmp_path), _settings(3), log=QUIET)
 
@@ -143,12 +165,24 @@ def test_trials_are_ranked_and_best_yaml_trains(monkeypatch: pytest.MonkeyPatch,
     assert best is not None and best == tmp_path / "runs" / "s" / "best.yaml"
     assert "run" not in yaml.safe_load(best.read_text())
     trained_with = fake.configs[1]
-    assert resolve(best).to_dict() == {**trained_with.to_dict(),
-                                       "run": dataclasses.asdict(Config().run)}
+    assert resolve(best).to_dict() == {
+        **trained_with.to_dict(),
+        "run": dataclasses.asdict(Config().run),
+    }
 
     calls: list[Config] = []
-    monkeypatch.setattr(loop, "train", lambda cfg, **_kw: calls.append(cfg) or TrainResult(
-        tmp_path / "r", {"accuracy": 0.9, "f1": 0.9, "roc_auc": 0.9, "log_loss": 0.3, "n": 5}, 1))
+    monkeypatch.setattr(
+        loop,
+        "train",
+        lambda cfg, **_kw: (
+            calls.append(cfg)
+            or TrainResult(
+                tmp_path / "r",
+                {"accuracy": 0.9, "f1": 0.9, "roc_auc": 0.9, "log_loss": 0.3, "n": 5},
+                1,
+            )
+        ),
+    )
     monkeypatch.chdir(tmp_path)
     out = runner.invoke(app, ["train", "--config", str(best), "--run-name", "final"])
     assert out.exit_code == 0, out.output
@@ -156,8 +190,9 @@ def test_trials_are_ranked_and_best_yaml_trains(monkeypatch: pytest.MonkeyPatch,
     assert calls[0].run.name == "final"
 
 
-def test_pruning_stops_a_trial_that_trails_the_median(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_pruning_stops_a_trial_that_trails_the_median(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     _scripted(monkeypatch, [[0.80, 0.90], [0.85, 0.90], [0.55, 0.95]])
     result = search(_source(tmp_path), _settings(3), log=QUIET)
 
@@ -169,16 +204,22 @@ def test_pruning_stops_a_trial_that_trails_the_median(monkeypatch: pytest.Monkey
 
 
 def test_without_pruning_every_trial_finishes_and_one_at_chance_does_not_end_the_study(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     _scripted(monkeypatch, [[0.80, 0.90], [0.85, 0.90], [0.55, 0.95], [0.5]])
     result = search(_source(tmp_path), _settings(4, prune=False), log=QUIET)
     assert [(r.number, r.state) for r in result.rows] == [
-        (2, "complete"), (0, "complete"), (1, "complete"), (3, "at chance")]
+        (2, "complete"),
+        (0, "complete"),
+        (1, "complete"),
+        (3, "at chance"),
+    ]
     assert "trial 2" in (tmp_path / "runs" / "s" / "best.yaml").read_text()
 
 
-def test_an_interrupted_search_resumes_with_the_same_command(monkeypatch: pytest.MonkeyPatch,
-                                                            tmp_path: Path) -> None:
+def test_an_interrupted_search_resumes_with_the_same_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     stop = TrainingInterrupted("training stopped by Ctrl-C (SIGINT)", 130)
     first = _scripted(monkeypatch, [[0.8], stop])
     with pytest.raises(TrainingInterrupted, match="run the same command to resume") as caught:
@@ -211,8 +252,10 @@ def test_a_killed_trial_is_retried_once(monkeypatch: pytest.MonkeyPatch, tmp_pat
     killed.suggest_categorical("training.learning_rate", LRS)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    write_json(tmp_path / "runs" / "s" / LOCK_FILE,  # ... which leaves its lock behind
-               {"pid": gone.pid, "host": socket.gethostname()})
+    write_json(
+        tmp_path / "runs" / "s" / LOCK_FILE,  # ... which leaves its lock behind
+        {"pid": gone.pid, "host": socket.gethostname()},
+    )
 
     fake = _scripted(monkeypatch, [[0.9]])
     result = search(_source(tmp_path), _settings(2), log=QUIET)
@@ -221,7 +264,8 @@ def test_a_killed_trial_is_retried_once(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_a_resumed_search_draws_new_settings_and_refuses_another_space_or_base(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     space = parse_space({"training.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}, "t")
     fake = _scripted(monkeypatch, [[0.8], [0.8]])
     search(_source(tmp_path), SearchSettings(name="s", trials=1, space=space), log=QUIET)
@@ -232,12 +276,16 @@ def test_a_resumed_search_draws_new_settings_and_refuses_another_space_or_base(
     with pytest.raises(RunError, match="different search space"):
         search(_source(tmp_path), _settings(3), log=QUIET)
     with pytest.raises(RunError, match="different settings"):
-        search(_source(tmp_path, **{"training.epochs": 3}),
-               SearchSettings(name="s", trials=3, space=space), log=QUIET)
+        search(
+            _source(tmp_path, **{"training.epochs": 3}),
+            SearchSettings(name="s", trials=3, space=space),
+            log=QUIET,
+        )
 
 
 def test_each_trial_logs_to_its_own_wandb_run_in_the_search_group(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     wandb = pytest.importorskip("wandb")
     from wandb.proto import wandb_internal_pb2
     from wandb_records import _payloads
@@ -278,15 +326,15 @@ def test_a_second_command_on_a_running_search_is_refused(tmp_path: Path) -> None
         search(_source(tmp_path), _settings(1), log=QUIET)
 
 
-def test_bad_settings_are_refused_before_any_trial(monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path) -> None:
+def test_bad_settings_are_refused_before_any_trial(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     fake = _scripted(monkeypatch, [])
     with pytest.raises(ConfigError, match="both searched and fixed"):
         search(_source(tmp_path, **{"training.learning_rate": 1e-3}), _settings(1), log=QUIET)
     with pytest.raises(ConfigError, match="--trials must be at least 1"):
         search(_source(tmp_path), _settings(0), log=QUIET)
-    wide = SearchSettings(space=parse_space({"training.weight_decay": {"low": -1, "high": 1}},
-                                            "t"))
+    wide = SearchSettings(space=parse_space({"training.weight_decay": {"low": -1, "high": 1}}, "t"))
     with pytest.raises(ConfigError, match=r"search space: .*weight_decay"):
         search(_source(tmp_path), wide, log=QUIET)
     assert fake.configs == [] and not (tmp_path / "runs").exists()
@@ -297,8 +345,10 @@ def test_bad_settings_are_refused_before_any_trial(monkeypatch: pytest.MonkeyPat
 
 def test_space_files_narrow_the_search(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
-    path.write_text("training:\n  learning_rate: {low: 1e-5, high: 1e-4, log: true}\n"
-                    "  batch_size: {low: 8, high: 32, step: 8}\nmodel.truncation: [head, tail]\n")
+    path.write_text(
+        "training:\n  learning_rate: {low: 1e-5, high: 1e-4, log: true}\n"
+        "  batch_size: {low: 8, high: 32, step: 8}\nmodel.truncation: [head, tail]\n"
+    )
     space = load_space(path)
     assert set(space) == {"training.learning_rate", "training.batch_size", "model.truncation"}
     assert space["training.learning_rate"].describe() == "log-uniform 1e-05..0.0001"
@@ -306,17 +356,20 @@ def test_space_files_narrow_the_search(tmp_path: Path) -> None:
     assert space["model.truncation"].choices == ("head", "tail")
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ({"training.lr": [1]}, "unknown config key 'training.lr'"),
-    ({"run.name": ["a"]}, "cannot be searched"),
-    ({"training.learning_rate": 1e-4}, "fix a value with --set"),
-    ({"training.learning_rate": {"low": 1e-3, "high": 1e-4}}, "needs low < high"),
-    ({"training.learning_rate": {"low": 0, "high": 1e-4, "log": True}}, "needs low > 0"),
-    ({"training.batch_size": {"low": 8, "high": 32.5}}, "whole number"),
-    ({"model.truncation": {"low": 1, "high": 2}}, "not numeric"),
-    ({"training.learning_rate": {"low": "x", "high": 1}}, "must be a number"),
-    ([], "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"training.lr": [1]}, "unknown config key 'training.lr'"),
+        ({"run.name": ["a"]}, "cannot be searched"),
+        ({"training.learning_rate": 1e-4}, "fix a value with --set"),
+        ({"training.learning_rate": {"low": 1e-3, "high": 1e-4}}, "needs low < high"),
+        ({"training.learning_rate": {"low": 0, "high": 1e-4, "log": True}}, "needs low > 0"),
+        ({"training.batch_size": {"low": 8, "high": 32.5}}, "whole number"),
+        ({"model.truncation": {"low": 1, "high": 2}}, "not numeric"),
+        ({"training.learning_rate": {"low": "x", "high": 1}}, "must be a number"),
+        ([], "expected a mapping"),
+    ],
+)
 def test_bad_space_files_name_the_problem(raw: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_space(raw, "space.yaml")
@@ -325,40 +378,72 @@ def test_bad_space_files_name_the_problem(raw: Any, message: str) -> None:
 # -------------------------------------------------------------------------------------- the CLI
 
 
-def test_cli_flags_reach_the_search_and_the_table_ranks(monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Path) -> None:
+def test_cli_flags_reach_the_search_and_the_table_ranks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from imdb_sentiment.training import search as search_module
 
     seen: dict[str, Any] = {}
 
     def fake_search(source: ConfigSource, settings: SearchSettings, **_kw: Any) -> Any:
         seen.update(source=source, settings=settings)
-        rows = [search_module.TrialRow(1, "complete", 0.91, {"training.learning_rate": 2e-5},
-                                       str(tmp_path / "s" / "trial-001"), 60.0),
-                search_module.TrialRow(0, "pruned", 0.6, {"training.learning_rate": 1e-3},
-                                       None, None)]
+        rows = [
+            search_module.TrialRow(
+                1,
+                "complete",
+                0.91,
+                {"training.learning_rate": 2e-5},
+                str(tmp_path / "s" / "trial-001"),
+                60.0,
+            ),
+            search_module.TrialRow(0, "pruned", 0.6, {"training.learning_rate": 1e-3}, None, None),
+        ]
         return search_module.SearchResult(tmp_path / "s", rows, tmp_path / "s" / "best.yaml", 2)
 
     monkeypatch.setattr(search_module, "search", fake_search)
     space = tmp_path / "space.yaml"
     space.write_text("training.learning_rate: {low: 1e-5, high: 1e-4, log: true}\n")
-    out = runner.invoke(app, ["search", "--name", "lr", "--trials", "7", "--timeout", "90",
-                              "--space", str(space), "--no-prune", "--model", "minilm",
-                              "--epochs", "1", "--set", "training.seed=3"])
+    out = runner.invoke(
+        app,
+        [
+            "search",
+            "--name",
+            "lr",
+            "--trials",
+            "7",
+            "--timeout",
+            "90",
+            "--space",
+            str(space),
+            "--no-prune",
+            "--model",
+            "minilm",
+            "--epochs",
+            "1",
+            "--set",
+            "training.seed=3",
+        ],
+    )
     assert out.exit_code == 0, out.output
     settings, source = seen["settings"], seen["source"]
     assert (settings.name, settings.trials, settings.timeout, settings.prune) == (
-        "lr", 7, 90.0, False)
+        "lr",
+        7,
+        90.0,
+        False,
+    )
     assert list(settings.space) == ["training.learning_rate"]
     assert source.overrides["model.name"] == "minilm" and source.overrides["training.epochs"] == 1
     assert source.sets == ["training.seed=3"]
     assert "trial-001" in out.output and "0.9100" in out.output and "best.yaml" in out.output
 
 
-@pytest.mark.parametrize("args", [["--trials", "0"], ["--timeout", "-1"],
-                                  ["--set", "training.learning_rate=1e-4"]])
-def test_cli_bad_values_exit_2(args: list[str], tmp_path: Path,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "args", [["--trials", "0"], ["--timeout", "-1"], ["--set", "training.learning_rate=1e-4"]]
+)
+def test_cli_bad_values_exit_2(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     out = runner.invoke(app, ["search", *args])
     assert out.exit_code == 2, out.output

@@ -58,21 +58,25 @@ def test_predict_one_and_many(client: TestClient, predictor: Predictor) -> None:
     assert many[2]["truncated"] and many[2]["read_fraction"] < 1
 
 
-@pytest.mark.parametrize(("body", "status", "reason"), [
-    ({"texts": ["a"] * 5}, 413, "too many reviews: 5 > 4"),
-    ({"text": "x" * 2_001}, 413, "review 1 is too long"),
-    ({}, 422, "exactly one of"),
-    ({"text": "a", "texts": ["b"]}, 422, "exactly one of"),
-    ({"texts": []}, 422, "empty"),
-    ({"texts": ["fine", "  "]}, 422, "review 2 is empty"),
-    ({"text": "\u200b\u200c\u2060\ufeff "}, 422, "review 1 is empty"),  # invisible only
-    ({"texts": ["ok", "<br />\u200b"]}, 422, "review 2 is empty"),
-    ({"text": 3}, 422, "valid string"),
-    ({"text": "a", "extra": 1}, 422, "extra"),
-    ([1, 2], 422, "invalid request"),
-])
-def test_limits_and_bad_input_are_4xx_with_a_reason(client: TestClient, body: object,
-                                                    status: int, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ({"texts": ["a"] * 5}, 413, "too many reviews: 5 > 4"),
+        ({"text": "x" * 2_001}, 413, "review 1 is too long"),
+        ({}, 422, "exactly one of"),
+        ({"text": "a", "texts": ["b"]}, 422, "exactly one of"),
+        ({"texts": []}, 422, "empty"),
+        ({"texts": ["fine", "  "]}, 422, "review 2 is empty"),
+        ({"text": "\u200b\u200c\u2060\ufeff "}, 422, "review 1 is empty"),  # invisible only
+        ({"texts": ["ok", "<br />\u200b"]}, 422, "review 2 is empty"),
+        ({"text": 3}, 422, "valid string"),
+        ({"text": "a", "extra": 1}, 422, "extra"),
+        ([1, 2], 422, "invalid request"),
+    ],
+)
+def test_limits_and_bad_input_are_4xx_with_a_reason(
+    client: TestClient, body: object, status: int, reason: str
+) -> None:
     r = client.post("/predict", json=body)
     assert r.status_code == status
     assert reason in r.json()["detail"]
@@ -148,9 +152,12 @@ async def _concurrent(app: fastapi.FastAPI, n: int) -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             while (await c.get("/ready")).status_code != 200:
                 await asyncio.sleep(0.02)
-            return await asyncio.gather(*[
-                c.post("/predict", json={"texts": [f"superb film number {i}", "awful"]})
-                for i in range(n)])
+            return await asyncio.gather(
+                *[
+                    c.post("/predict", json={"texts": [f"superb film number {i}", "awful"]})
+                    for i in range(n)
+                ]
+            )
 
 
 @pytest.mark.parametrize("batching", [True, False])
@@ -159,8 +166,10 @@ def test_concurrent_requests_are_merged(predictor: Predictor, batching: bool) ->
     app = create_app(options=opts, predictor=predictor)
     responses = asyncio.run(_concurrent(app, 8))
     assert [r.status_code for r in responses] == [200] * 8
-    assert all(r.json()["predictions"][1]["label"] == responses[0].json()["predictions"][1]["label"]
-               for r in responses)
+    assert all(
+        r.json()["predictions"][1]["label"] == responses[0].json()["predictions"][1]["label"]
+        for r in responses
+    )
     calls = metric(app, "imdb_sentiment_batch_requests_count")
     assert metric(app, "imdb_sentiment_batch_requests_sum") == 8
     assert metric(app, "imdb_sentiment_batch_size_sum") == 16
@@ -199,8 +208,7 @@ def test_one_bad_request_does_not_fail_the_batch(predictor: Predictor) -> None:
                 while (await c.get("/ready")).status_code != 200:
                     await asyncio.sleep(0.02)
                 texts = ["superb", "awful", "poison pill", "great", "dull"]
-                return await asyncio.gather(*[c.post("/predict", json={"text": t})
-                                              for t in texts])
+                return await asyncio.gather(*[c.post("/predict", json={"text": t}) for t in texts])
 
     codes = [r.status_code for r in asyncio.run(go())]
     assert codes == [200, 200, 422, 200, 200]
@@ -212,7 +220,8 @@ def test_max_batch_size_splits_batches(predictor: Predictor) -> None:
     asyncio.run(_concurrent(app, 6))  # 12 reviews, at most 4 per call
     assert metric(app, "imdb_sentiment_batch_size_count") >= 3
     assert metric(app, "imdb_sentiment_batch_size_bucket", le="4.0") == metric(
-        app, "imdb_sentiment_batch_size_count")
+        app, "imdb_sentiment_batch_size_count"
+    )
 
 
 def test_model_that_fails_to_load_is_not_ready(tmp_path: Path) -> None:
@@ -258,8 +267,13 @@ def test_api_key_dependency_alone() -> None:
     check(None, None, None)  # no key set: anyone may call
     check("s3cret", None, "s3cret")
     check(None, "s3cret", "s3cret")
-    for header, bearer in ((None, None), ("wrong", None), (None, "wrong"), ("s3cre", None),
-                           ("s3cret\u00e9", None)):
+    for header, bearer in (
+        (None, None),
+        ("wrong", None),
+        (None, "wrong"),
+        ("s3cre", None),
+        ("s3cret\u00e9", None),
+    ):
         with pytest.raises(HTTPException) as refused:
             check(header, bearer, "s3cret")
         assert refused.value.status_code == 401
@@ -290,10 +304,12 @@ def test_request_texts_dependency_alone() -> None:
 
     assert texts(text="good") == ["good"]
     assert texts(texts=["a", "b"]) == ["a", "b"]
-    for body, status, reason in (({"texts": ["a"] * 3}, 413, "too many reviews: 3 > 2"),
-                                 ({"text": "x" * 11}, 413, "11 > 10 characters"),
-                                 ({"texts": ["ok", " "]}, 422, "review 2 is empty"),
-                                 ({}, 422, "exactly one of")):
+    for body, status, reason in (
+        ({"texts": ["a"] * 3}, 413, "too many reviews: 3 > 2"),
+        ({"text": "x" * 11}, 413, "11 > 10 characters"),
+        ({"texts": ["ok", " "]}, 422, "review 2 is empty"),
+        ({}, 422, "exactly one of"),
+    ):
         with pytest.raises(HTTPException) as refused:
             texts(**body)
         assert (refused.value.status_code, reason in refused.value.detail) == (status, True)
@@ -325,8 +341,11 @@ def test_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
 
     r = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and "too large" in r.json()["detail"]
-    small = client.post("/predict", content=iter([b'{"text": ', b'"fine film"}']),
-                        headers={"content-type": "application/json"})
+    small = client.post(
+        "/predict",
+        content=iter([b'{"text": ', b'"fine film"}']),
+        headers={"content-type": "application/json"},
+    )
     assert small.status_code == 200
     r = client.post("/predict", content=b"{}", headers={"content-length": "12a"})
     assert r.status_code == 413

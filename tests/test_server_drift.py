@@ -63,8 +63,11 @@ def client(ref_run: Path, predictor: Predictor) -> Iterator[TestClient]:
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_drift_report_on_recent_requests_and_its_gauges(client: TestClient) -> None:
@@ -95,8 +98,9 @@ def test_drift_report_on_recent_requests_and_its_gauges(client: TestClient) -> N
     assert 0 < metrics[("imdb_sentiment_drift_p_value", (("signal", "token_length"),))] <= 1
     assert ("imdb_sentiment_drift_p_value", (("signal", "vocabulary"),)) not in metrics
     assert ("imdb_sentiment_drift_statistic", (("signal", "vocabulary"),)) in metrics
-    assert abs(metrics[("imdb_sentiment_drift_last_refresh_timestamp_seconds", ())]
-               - time.time()) < 60
+    assert (
+        abs(metrics[("imdb_sentiment_drift_last_refresh_timestamp_seconds", ())] - time.time()) < 60
+    )
 
     # One-word texts: far shorter than any review, the window drifts and the gauges say so.
     for _ in range(8):
@@ -126,10 +130,17 @@ async def _load(app: fastapi.FastAPI, rounds: int, per_round: int) -> tuple[int,
             window = app.state.model.drift
             largest = 0
             for r in range(rounds):
-                answers = await asyncio.gather(*[
-                    c.post("/predict", json={"texts": [f"superb film {r} {i}", "dull plot",
-                                                       "loved it", "awful"]})
-                    for i in range(per_round)])
+                answers = await asyncio.gather(
+                    *[
+                        c.post(
+                            "/predict",
+                            json={
+                                "texts": [f"superb film {r} {i}", "dull plot", "loved it", "awful"]
+                            },
+                        )
+                        for i in range(per_round)
+                    ]
+                )
                 assert {a.status_code for a in answers} == {200}
                 largest = max(largest, len(window))
             deadline = time.monotonic() + 30
@@ -141,10 +152,17 @@ async def _load(app: fastapi.FastAPI, rounds: int, per_round: int) -> tuple[int,
     return largest, (window, thread)
 
 
-def test_window_stays_bounded_under_load_and_stops_with_the_app(ref_run: Path,
-                                                                predictor: Predictor) -> None:
-    app = _app(ref_run, predictor, drift_window=30, drift_refresh_s=0.05, max_batch_size=64,
-               batch_window_ms=20)
+def test_window_stays_bounded_under_load_and_stops_with_the_app(
+    ref_run: Path, predictor: Predictor
+) -> None:
+    app = _app(
+        ref_run,
+        predictor,
+        drift_window=30,
+        drift_refresh_s=0.05,
+        max_batch_size=64,
+        batch_window_ms=20,
+    )
     largest, (window, thread) = asyncio.run(_load(app, rounds=3, per_round=40))
     assert largest == 30 and len(window) == 30 and window.seen == 3 * 40 * 4
     assert window.refreshes >= 1 and window.errors == 0, window.last_error
@@ -152,13 +170,15 @@ def test_window_stays_bounded_under_load_and_stops_with_the_app(ref_run: Path,
 
 
 def test_no_reference_turns_drift_off_and_says_how_to_build_it(
-        ref_run: Path, predictor: Predictor, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    ref_run: Path, predictor: Predictor, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run = tmp_path / "bare"
     shutil.copytree(ref_run, run)
     shutil.rmtree(run / "reference")
-    with caplog.at_level(logging.WARNING, logger="imdb_sentiment.server"), \
-            TestClient(_app(run, predictor)) as c:
+    with (
+        caplog.at_level(logging.WARNING, logger="imdb_sentiment.server"),
+        TestClient(_app(run, predictor)) as c,
+    ):
         r = _drift_started(c)
         assert c.post("/predict", json={"text": "great film"}).status_code == 200
         text = c.get("/metrics").text
@@ -169,8 +189,9 @@ def test_no_reference_turns_drift_off_and_says_how_to_build_it(
     assert "imdb_sentiment_drift_enabled 0.0" in text and "imdb_sentiment_drift_any" not in text
 
 
-def test_drift_window_zero_and_damaged_reference(ref_run: Path, predictor: Predictor,
-                                                 tmp_path: Path) -> None:
+def test_drift_window_zero_and_damaged_reference(
+    ref_run: Path, predictor: Predictor, tmp_path: Path
+) -> None:
     with TestClient(_app(ref_run, predictor, drift_window=0)) as c:
         r = _drift_started(c)
         assert r.status_code == 404 and "--drift-window 0" in r.json()["detail"]
@@ -191,8 +212,12 @@ def test_a_failing_refresh_is_counted_and_the_thread_goes_on(ref_run: Path) -> N
         def __getattr__(self, name: str) -> object:
             raise RuntimeError("model gone")
 
-    window = DriftWindow(Broken(), load_reference(ref_run), size=30,  # type: ignore[arg-type]
-                         refresh_s=0.01)
+    window = DriftWindow(
+        Broken(),
+        load_reference(ref_run),
+        size=30,  # type: ignore[arg-type]
+        refresh_s=0.01,
+    )
     window.add(["film"] * 30)
     window.start()
     try:
@@ -210,15 +235,15 @@ def test_serve_drift_flags(ref_run: Path, monkeypatch: pytest.MonkeyPatch) -> No
     from imdb_sentiment.serving import app as server
 
     runner = CliRunner()
-    for flags in (["--drift-window", "10"], ["--drift-window", "-1"],
-                  ["--drift-refresh", "0"]):
+    for flags in (["--drift-window", "10"], ["--drift-window", "-1"], ["--drift-refresh", "0"]):
         result = runner.invoke(cli_app, ["serve", str(ref_run), *flags])
         assert result.exit_code == ConfigError.exit_code, result.output
         assert flags[0] in result.output
     seen: dict[str, Any] = {}
     monkeypatch.setattr(server, "serve", lambda run, **kw: seen.update(kw))
-    result = runner.invoke(cli_app, ["serve", str(ref_run), "--drift-window", "40",
-                                     "--drift-refresh", "2.5"])
+    result = runner.invoke(
+        cli_app, ["serve", str(ref_run), "--drift-window", "40", "--drift-refresh", "2.5"]
+    )
     assert result.exit_code == 0, result.output
     assert (seen["options"].drift_window, seen["options"].drift_refresh_s) == (40, 2.5)
     assert "drift monitoring: the last 40 texts" in result.output

@@ -39,11 +39,13 @@ RAW_REVIEW = (
 def training_frame(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """The prepared train split holding RAW_REVIEW, as training loads it."""
     source = tmp_path_factory.mktemp("raw-source")
-    train = pd.DataFrame({
-        "text": [RAW_REVIEW, "awful boring film", "dull plot and bad acting", "great movie"],
-        "label": [1, 0, 0, 1],
-        "review_id": [0, 1, 2, 3],
-    })
+    train = pd.DataFrame(
+        {
+            "text": [RAW_REVIEW, "awful boring film", "dull plot and bad acting", "great movie"],
+            "label": [1, 0, 0, 1],
+            "review_id": [0, 1, 2, 3],
+        }
+    )
     train.to_parquet(source / "train.parquet", index=False)
     train.iloc[1:].to_parquet(source / "validation.parquet", index=False)
     out = tmp_path_factory.mktemp("prepared-raw") / "imdb"
@@ -53,8 +55,14 @@ def training_frame(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 def _training_ids(tiny_model: Path, frame: pd.DataFrame, max_length: int) -> list[int]:
     """RAW_REVIEW's input ids in the dataset training builds from the prepared split."""
-    cfg = resolve(overrides={"model.name": str(tiny_model), "model.max_length": max_length,
-                             "model.truncation": "head+tail", "model.head_tokens": HEAD_TOKENS})
+    cfg = resolve(
+        overrides={
+            "model.name": str(tiny_model),
+            "model.max_length": max_length,
+            "model.truncation": "head+tail",
+            "model.head_tokens": HEAD_TOKENS,
+        }
+    )
     dataset = encoded_reviews(load_tokenizer(str(tiny_model)), frame, cfg)
     [row] = frame.index[frame["review_id"] == 0].tolist()
     return list(dataset[row]["input_ids"])
@@ -66,10 +74,13 @@ def predictors(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     folder = tmp_path_factory.mktemp("text-path-model")
     load_model_for_training(str(tiny_model)).save_pretrained(folder)
     load_tokenizer(str(tiny_model)).save_pretrained(folder)
-    InferenceSettings(max_length=MAX_LENGTH, truncation="head+tail",
-                      head_tokens=HEAD_TOKENS).save(folder)
-    return {mode: Predictor.from_path(folder, precision="fp32", long_reviews=mode)
-            for mode in ("truncate", "chunks")}
+    InferenceSettings(max_length=MAX_LENGTH, truncation="head+tail", head_tokens=HEAD_TOKENS).save(
+        folder
+    )
+    return {
+        mode: Predictor.from_path(folder, precision="fp32", long_reviews=mode)
+        for mode in ("truncate", "chunks")
+    }
 
 
 def test_the_raw_review_needs_cleaning(tiny_model: Path, training_frame: pd.DataFrame) -> None:

@@ -30,17 +30,24 @@ def frame() -> pd.DataFrame:
 
 
 def _cfg(tiny_model: Path, data_dir: Path, **overrides: object) -> Config:
-    return resolve(overrides={"model.name": str(tiny_model), "data.dir": str(data_dir),
-                              "model.max_length": 24, "model.truncation": "head+tail",
-                              **overrides})
+    return resolve(
+        overrides={
+            "model.name": str(tiny_model),
+            "data.dir": str(data_dir),
+            "model.max_length": 24,
+            "model.truncation": "head+tail",
+            **overrides,
+        }
+    )
 
 
 def _files(data_dir: Path) -> list[Path]:
     return sorted((data_dir / CACHE_DIR).glob("*.npz"))
 
 
-def test_second_read_is_a_hit_with_the_same_ids(tiny_model: Path, data_dir: Path,
-                                                frame: pd.DataFrame) -> None:
+def test_second_read_is_a_hit_with_the_same_ids(
+    tiny_model: Path, data_dir: Path, frame: pd.DataFrame
+) -> None:
     tokenizer, cfg = load_tokenizer(str(tiny_model)), _cfg(tiny_model, data_dir)
     first = encoded_reviews(tokenizer, frame, cfg)
     second = encoded_reviews(tokenizer, frame, cfg)
@@ -52,14 +59,23 @@ def test_second_read_is_a_hit_with_the_same_ids(tiny_model: Path, data_dir: Path
     assert len(_files(data_dir)) == 1
     expected = encode(tokenizer, frame["text"].tolist(), 24, "head+tail", 6).input_ids
     assert second.input_ids == first.input_ids == expected
-    assert second[3] == {"input_ids": expected[3], "attention_mask": [1] * len(expected[3]),
-                         "labels": int(frame["label"].iloc[3])}
+    assert second[3] == {
+        "input_ids": expected[3],
+        "attention_mask": [1] * len(expected[3]),
+        "labels": int(frame["label"].iloc[3]),
+    }
 
 
-@pytest.mark.parametrize("change", ["reviews", "max_length", "truncation", "head_tokens",
-                                    "tokenizer", "code"])
-def test_any_change_to_the_key_is_a_miss(tiny_model: Path, data_dir: Path, frame: pd.DataFrame,
-                                         change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "change", ["reviews", "max_length", "truncation", "head_tokens", "tokenizer", "code"]
+)
+def test_any_change_to_the_key_is_a_miss(
+    tiny_model: Path,
+    data_dir: Path,
+    frame: pd.DataFrame,
+    change: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     tokenizer, cfg = load_tokenizer(str(tiny_model)), _cfg(tiny_model, data_dir)
     assert encoded_reviews(tokenizer, frame, cfg).cache == "miss"
     changed = frame.copy()
@@ -81,8 +97,9 @@ def test_any_change_to_the_key_is_a_miss(tiny_model: Path, data_dir: Path, frame
     assert len(_files(data_dir)) == 2  # a new file: the first key's file is never reused
 
 
-def test_a_damaged_or_foreign_file_is_rebuilt(tiny_model: Path, data_dir: Path,
-                                              frame: pd.DataFrame) -> None:
+def test_a_damaged_or_foreign_file_is_rebuilt(
+    tiny_model: Path, data_dir: Path, frame: pd.DataFrame
+) -> None:
     tokenizer, cfg = load_tokenizer(str(tiny_model)), _cfg(tiny_model, data_dir)
     expected = encoded_reviews(tokenizer, frame, cfg).input_ids
     [path] = _files(data_dir)
@@ -99,8 +116,12 @@ def test_a_damaged_or_foreign_file_is_rebuilt(tiny_model: Path, data_dir: Path,
 
 
 def test_off_unprepared_or_unwritable_folders_tokenize_without_a_cache(
-        tiny_model: Path, data_dir: Path, frame: pd.DataFrame, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_model: Path,
+    data_dir: Path,
+    frame: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     tokenizer = load_tokenizer(str(tiny_model))
     off = _cfg(tiny_model, data_dir, **{"data.token_cache": "false"})
     assert encoded_reviews(tokenizer, frame, off).cache == "off"

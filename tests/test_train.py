@@ -18,8 +18,14 @@ def _cfg(tiny_model: Path, data: Path, runs: Path, name: str, **extra: object):
 
 
 def test_run_directory_is_self_describing(trained_run: Path, prepared_data: Path) -> None:
-    for name in ("config.yaml", "data_manifest.json", "metrics.json", "status.json",
-                 "processes.json", "validation_predictions.parquet"):
+    for name in (
+        "config.yaml",
+        "data_manifest.json",
+        "metrics.json",
+        "status.json",
+        "processes.json",
+        "validation_predictions.parquet",
+    ):
         assert (trained_run / name).is_file(), name
     model = trained_run / "model"
     assert (model / "model.safetensors").is_file()
@@ -37,8 +43,16 @@ def test_run_directory_is_self_describing(trained_run: Path, prepared_data: Path
     assert metrics["processes"][0]["optimizer_steps"] > 0
     # One calibration schema for training, eval and the model card.
     assert set(metrics["metrics"]["calibration"]) == {
-        "temperature", "ece_uncalibrated", "brier_uncalibrated", "ece", "brier", "fitted_on",
-        "log_loss", "ece_crossfit", "brier_crossfit"}
+        "temperature",
+        "ece_uncalibrated",
+        "brier_uncalibrated",
+        "ece",
+        "brier",
+        "fitted_on",
+        "log_loss",
+        "ece_crossfit",
+        "brier_crossfit",
+    }
 
     saved = yaml.safe_load((trained_run / "config.yaml").read_text())
     assert saved["run"]["name"] == "tiny"
@@ -53,8 +67,9 @@ def test_run_directory_is_self_describing(trained_run: Path, prepared_data: Path
     assert resolve_run(None, trained_run.parent) == trained_run
 
 
-def test_existing_run_is_not_overwritten(tiny_model: Path, prepared_data: Path,
-                                         trained_run: Path) -> None:
+def test_existing_run_is_not_overwritten(
+    tiny_model: Path, prepared_data: Path, trained_run: Path
+) -> None:
     before = (trained_run / "model" / "model.safetensors").read_bytes()
     cfg = _cfg(tiny_model, prepared_data, trained_run.parent, "tiny")
     with pytest.raises(RunError, match="already holds a run; pass --overwrite"):
@@ -77,8 +92,9 @@ def test_overwrite_replaces_a_run(tiny_model: Path, prepared_data: Path, tmp_pat
     assert Path(best).parent == tmp_path / "r" / "checkpoints" and Path(best).is_dir()
 
 
-def test_resume_continues_from_the_latest_checkpoint(tiny_model: Path, prepared_data: Path,
-                                                    tmp_path: Path) -> None:
+def test_resume_continues_from_the_latest_checkpoint(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "r")
     train(cfg, log=lambda _m: None)
     checkpoints = sorted((tmp_path / "r" / "checkpoints").glob("checkpoint-*"))
@@ -98,17 +114,24 @@ def test_resume_continues_from_the_latest_checkpoint(tiny_model: Path, prepared_
     assert saved[0]["optimizer_steps"] == process["optimizer_steps"]
 
 
-def test_resume_with_nothing_to_resume(tiny_model: Path, prepared_data: Path,
-                                       tmp_path: Path) -> None:
+def test_resume_with_nothing_to_resume(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "never")
     with pytest.raises(RunError, match="nothing to resume"):
         train(cfg, resume=True, log=lambda _m: None)
 
 
-def test_a_run_at_chance_fails_loudly(tiny_model: Path, prepared_data: Path,
-                                      tmp_path: Path) -> None:
-    cfg = _cfg(tiny_model, prepared_data, tmp_path, "flat",
-               **{"training.learning_rate": 1e-9, "training.epochs": 1})
+def test_a_run_at_chance_fails_loudly(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
+    cfg = _cfg(
+        tiny_model,
+        prepared_data,
+        tmp_path,
+        "flat",
+        **{"training.learning_rate": 1e-9, "training.epochs": 1},
+    )
     with pytest.raises(TrainingFailedError, match=r"TRAINING FAILED.*at chance"):
         train(cfg, log=lambda _m: None)
     run = tmp_path / "flat"
@@ -122,8 +145,9 @@ def test_a_run_at_chance_fails_loudly(tiny_model: Path, prepared_data: Path,
         find_model_dir(run)
 
 
-def test_bad_inputs_leave_nothing_behind(tiny_model: Path, prepared_data: Path,
-                                         tmp_path: Path) -> None:
+def test_bad_inputs_leave_nothing_behind(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     with pytest.raises(DataError, match="imdb-sentiment download"):
         train(_cfg(tiny_model, tmp_path / "nodata", tmp_path / "runs", "x"), log=print)
     with pytest.raises(ModelError, match="not a model folder"):
@@ -131,12 +155,18 @@ def test_bad_inputs_leave_nothing_behind(tiny_model: Path, prepared_data: Path,
     assert not (tmp_path / "runs" / "x").exists()
 
 
-def test_training_arguments_is_the_one_translation(tiny_model: Path, prepared_data: Path,
-                                                   tmp_path: Path) -> None:
+def test_training_arguments_is_the_one_translation(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     from imdb_sentiment.training.arguments import training_arguments
 
-    cfg = _cfg(tiny_model, prepared_data, tmp_path, "t",
-               **{"training.eval_steps": 10, "training.warmup_ratio": 0.1})
+    cfg = _cfg(
+        tiny_model,
+        prepared_data,
+        tmp_path,
+        "t",
+        **{"training.eval_steps": 10, "training.warmup_ratio": 0.1},
+    )
     args = training_arguments(cfg, tmp_path / "t", "none", train_rows=300)
     assert args.learning_rate == pytest.approx(5e-3)
     assert args.per_device_train_batch_size == 8
@@ -148,9 +178,9 @@ def test_training_arguments_is_the_one_translation(tiny_model: Path, prepared_da
     assert args.report_to in ([], ["none"], "none", None)
 
 
-def test_invalid_trainer_settings_become_config_errors(tiny_model: Path, prepared_data: Path,
-                                                       tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_trainer_settings_become_config_errors(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import transformers
 
     from imdb_sentiment.training.arguments import training_arguments
@@ -160,16 +190,23 @@ def test_invalid_trainer_settings_become_config_errors(tiny_model: Path, prepare
 
     monkeypatch.setattr(transformers, "TrainingArguments", refuse)
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "t")
-    with pytest.raises(ConfigError,
-                       match=r"invalid training settings: bf16 is not supported here$"):
+    with pytest.raises(
+        ConfigError, match=r"invalid training settings: bf16 is not supported here$"
+    ):
         training_arguments(cfg, tmp_path / "t", "none", train_rows=300)
 
 
-@pytest.mark.parametrize(("epochs", "accumulation", "steps", "warmup"),
-                         [(2, 1, 76, 8), (1.5, 3, 20, 2)])
+@pytest.mark.parametrize(
+    ("epochs", "accumulation", "steps", "warmup"), [(2, 1, 76, 8), (1.5, 3, 20, 2)]
+)
 def test_warmup_ratio_becomes_whole_steps_of_the_trainers_schedule(
-    tiny_model: Path, prepared_data: Path, tmp_path: Path, epochs: float, accumulation: int,
-    steps: int, warmup: int,
+    tiny_model: Path,
+    prepared_data: Path,
+    tmp_path: Path,
+    epochs: float,
+    accumulation: int,
+    steps: int,
+    warmup: int,
 ) -> None:
     """0.1 of the run's optimiser steps, as a count every transformers version reads the same;
     the count is the one Trainer derives, and its scheduler warms up for exactly that long."""
@@ -179,17 +216,29 @@ def test_warmup_ratio_becomes_whole_steps_of_the_trainers_schedule(
     from imdb_sentiment.training.arguments import optimizer_steps, training_arguments
     from imdb_sentiment.training.dataset import EncodedReviews
 
-    cfg = _cfg(tiny_model, prepared_data, tmp_path, "t",
-               **{"training.warmup_ratio": 0.1, "training.epochs": epochs,
-                  "training.gradient_accumulation_steps": accumulation})
+    cfg = _cfg(
+        tiny_model,
+        prepared_data,
+        tmp_path,
+        "t",
+        **{
+            "training.warmup_ratio": 0.1,
+            "training.epochs": epochs,
+            "training.gradient_accumulation_steps": accumulation,
+        },
+    )
     rows = 300  # 38 batches of 8 per epoch, the last one short
     args = training_arguments(cfg, tmp_path / "t", "none", train_rows=rows)
     assert optimizer_steps(cfg, rows, processes=1) == steps
     assert args.warmup_steps == warmup and isinstance(args.warmup_steps, int)
 
     reviews = EncodedReviews([[101, 7, 102]] * rows, [i % 2 for i in range(rows)])
-    trainer = Trainer(model=load_model_for_training(str(tiny_model)), args=args,
-                      train_dataset=reviews, eval_dataset=reviews)  # type: ignore[arg-type]
+    trainer = Trainer(
+        model=load_model_for_training(str(tiny_model)),
+        args=args,
+        train_dataset=reviews,
+        eval_dataset=reviews,
+    )  # type: ignore[arg-type]
     *_, max_steps = trainer.set_initial_training_values(args, trainer.get_train_dataloader())
     assert max_steps == steps
     trainer.create_optimizer_and_scheduler(num_training_steps=max_steps)
@@ -197,8 +246,9 @@ def test_warmup_ratio_becomes_whole_steps_of_the_trainers_schedule(
     assert factor(warmup - 1) < 1.0 and factor(warmup) == pytest.approx(1.0)
 
 
-def test_warmup_counts_each_process_share_of_the_data(tiny_model: Path, prepared_data: Path,
-                                                      tmp_path: Path) -> None:
+def test_warmup_counts_each_process_share_of_the_data(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path
+) -> None:
     from imdb_sentiment.training.arguments import optimizer_steps, warmup_steps
 
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "t", **{"training.warmup_ratio": 0.1})
@@ -207,9 +257,20 @@ def test_warmup_counts_each_process_share_of_the_data(tiny_model: Path, prepared
     no_warmup = _cfg(tiny_model, prepared_data, tmp_path, "t")
     assert warmup_steps(no_warmup, 300, processes=1) == 0
     # 0.1 * 30 is 3.0000000000000004 in floats: still 3 steps, not 4.
-    assert warmup_steps(_cfg(tiny_model, prepared_data, tmp_path, "t",
-                             **{"training.warmup_ratio": 0.1, "training.epochs": 1,
-                                "training.batch_size": 10}), 300, processes=1) == 3
+    assert (
+        warmup_steps(
+            _cfg(
+                tiny_model,
+                prepared_data,
+                tmp_path,
+                "t",
+                **{"training.warmup_ratio": 0.1, "training.epochs": 1, "training.batch_size": 10},
+            ),
+            300,
+            processes=1,
+        )
+        == 3
+    )
 
 
 def test_training_precision_resolves_auto_by_hardware(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,8 +25,10 @@ def test_offline_run_records_config_curves_final_metrics_and_confusion_matrix(
     tiny_model: Path, prepared_data: Path, tmp_path: Path, no_wandb_login: None
 ) -> None:
     messages: list[str] = []
-    overrides = {**tiny_train_overrides(tiny_model, prepared_data, tmp_path, "w"),
-                 "run.report_to": "wandb"}
+    overrides = {
+        **tiny_train_overrides(tiny_model, prepared_data, tmp_path, "w"),
+        "run.report_to": "wandb",
+    }
     result = train(resolve(overrides=overrides), log=messages.append)
 
     assert any("logging offline" in m and "wandb sync" in m for m in messages)
@@ -50,8 +52,9 @@ def test_offline_run_records_config_curves_final_metrics_and_confusion_matrix(
     assert (run_files[0].parent / "files" / table).is_file()
 
 
-def test_report_to_none_writes_nothing(tiny_model: Path, prepared_data: Path, tmp_path: Path,
-                                       no_wandb_login: None) -> None:
+def test_report_to_none_writes_nothing(
+    tiny_model: Path, prepared_data: Path, tmp_path: Path, no_wandb_login: None
+) -> None:
     overrides = tiny_train_overrides(tiny_model, prepared_data, tmp_path, "n")
     result = train(resolve(overrides=overrides), log=lambda _m: None)
     assert not (result.run_dir / "wandb").exists()

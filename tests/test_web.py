@@ -21,14 +21,17 @@ import pytest
 from _serving import free_port, wait_ready
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"
-DRIVER = os.environ.get("CHROMEDRIVER_BIN") or shutil.which("chromedriver") or \
-    "/usr/bin/chromedriver"
+DRIVER = (
+    os.environ.get("CHROMEDRIVER_BIN") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
+)
 API_KEY = "web-test-key"
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
-    pytest.skip("chromium and chromedriver are not installed "
-                "(apt-get install chromium chromium-driver)", allow_module_level=True)
+    pytest.skip(
+        "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
@@ -41,9 +44,24 @@ def server_url(trained_run: Path) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "IMDB_SENTIMENT_API_KEY": API_KEY}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imdb_sentiment", "serve", str(trained_run), "--host",
-         "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "imdb_sentiment",
+            "serve",
+            str(trained_run),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -75,10 +93,19 @@ def browser() -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", "--window-size=1000,900"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1000,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -99,8 +126,9 @@ def classify(driver: Any, base: str, review: str, key: str | None) -> None:
     d.find_element(By.ID, "submit").click()
 
 
-def test_page_shows_label_probability_and_read_share(browser: Any, server_url: str,
-                                                     tmp_path: Path) -> None:
+def test_page_shows_label_probability_and_read_share(
+    browser: Any, server_url: str, tmp_path: Path
+) -> None:
     classify(browser, server_url, "A wonderful, moving film. Brilliant and superb.", API_KEY)
     wait = WebDriverWait(browser, 20)
     wait.until(ec.visibility_of_element_located((By.ID, "result")))
@@ -124,6 +152,5 @@ def test_page_reports_a_cut_review(browser: Any, server_url: str) -> None:
 
 def test_page_says_why_without_the_key(browser: Any, server_url: str) -> None:
     classify(browser, server_url, "great film", None)
-    WebDriverWait(browser, 20).until(
-        ec.text_to_be_present_in_element((By.ID, "error"), "API key"))
+    WebDriverWait(browser, 20).until(ec.text_to_be_present_in_element((By.ID, "error"), "API key"))
     assert not browser.find_element(By.ID, "result").is_displayed()

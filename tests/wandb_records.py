@@ -63,8 +63,12 @@ def read_run(run_file: Path) -> dict[str, Any]:
             for item in record.config.update:
                 config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
         elif kind == "history":
-            history.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json)
-                            for i in record.history.item})
+            history.append(
+                {
+                    (i.key or "/".join(i.nested_key)): json.loads(i.value_json)
+                    for i in record.history.item
+                }
+            )
         elif kind == "summary":
             for item in record.summary.update:
                 summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)

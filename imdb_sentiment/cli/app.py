@@ -78,13 +78,17 @@ def version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+VersionOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--version", callback=version_callback, is_eager=True, help="Show the version and exit."
+    ),
+]
+
+
 @app.callback()
 def root(
-    version: Annotated[
-        bool | None,
-        typer.Option("--version", callback=version_callback, is_eager=True,
-                     help="Show the version and exit."),
-    ] = None,
+    version: VersionOption = None,
 ) -> None:
     """Fine-tune, evaluate and serve transformer sentiment classifiers on IMDB reviews."""
 

@@ -33,6 +33,8 @@ def seed(flag: str, value: int) -> None:
         raise ConfigError(f"{flag} must be between 0 and {MAX_SEED}, got {value}")
 
 
-PRECISION_HELP = ("torch backend: auto (bf16 where the CPU computes it natively, else a passed "
-                  "int8 plan measured faster, else fp32), fp32, bf16, or int8 (needs "
-                  "`export --format torch-int8`).")
+PRECISION_HELP = (
+    "torch backend: auto (bf16 where the CPU computes it natively, else a passed "
+    "int8 plan measured faster, else fp32), fp32, bf16, or int8 (needs "
+    "`export --format torch-int8`)."
+)

@@ -12,28 +12,53 @@ import typer
 from imdb_sentiment.cli import checks, render
 from imdb_sentiment.errors import ConfigError, RunError
 
+RunArgument = Annotated[
+    Path | None, typer.Argument(help="Run directory [default: the latest run].")
+]
+FileOption = Annotated[
+    Path | None, typer.Option(help="Texts to test: .txt (one per line), .csv, .jsonl or .parquet.")
+]
+BuildReferenceOption = Annotated[
+    bool,
+    typer.Option(
+        "--build-reference",
+        help="(Re)build the run's reference profile from its validation "
+        "reviews, into RUN/reference/.",
+    ),
+]
+TextColumnOption = Annotated[str, typer.Option(help="Text column of --file.")]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Folder for drift.json, report.md and the plots [default: RUN/drift/<UTC time>]."
+    ),
+]
+AlphaOption = Annotated[
+    float, typer.Option(help="Family-wise false-alarm rate over the tests (Bonferroni).")
+]
+ReferenceSizeOption = Annotated[
+    int, typer.Option(help="Validation reviews the reference profiles, at most.")
+]
+NoPlotsOption = Annotated[
+    bool, typer.Option("--no-plots", help="Write drift.json and report.md without the PNG plots.")
+]
+AsJsonOption = Annotated[bool, typer.Option("--json", help="Print drift.json to stdout.")]
+RunsDirOption = Annotated[
+    Path | None, typer.Option(help="Runs folder whose LATEST run is used when no run is named.")
+]
+
 
 def drift(
-    run: Annotated[Path | None, typer.Argument(
-        help="Run directory [default: the latest run].")] = None,
-    file: Annotated[Path | None, typer.Option(
-        help="Texts to test: .txt (one per line), .csv, .jsonl or .parquet.")] = None,
-    build_reference: Annotated[bool, typer.Option(
-        "--build-reference", help="(Re)build the run's reference profile from its validation "
-                                  "reviews, into RUN/reference/.")] = False,
-    text_column: Annotated[str, typer.Option(help="Text column of --file.")] = "text",
-    output: Annotated[Path | None, typer.Option(
-        help="Folder for drift.json, report.md and the plots [default: RUN/drift/<UTC time>]."
-    )] = None,
-    alpha: Annotated[float, typer.Option(
-        help="Family-wise false-alarm rate over the tests (Bonferroni).")] = 0.05,
-    reference_size: Annotated[int, typer.Option(
-        help="Validation reviews the reference profiles, at most.")] = 2000,
-    no_plots: Annotated[bool, typer.Option(
-        "--no-plots", help="Write drift.json and report.md without the PNG plots.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print drift.json to stdout.")] = False,
-    runs_dir: Annotated[Path | None, typer.Option(
-        help="Runs folder whose LATEST run is used when no run is named.")] = None,
+    run: RunArgument = None,
+    file: FileOption = None,
+    build_reference: BuildReferenceOption = False,
+    text_column: TextColumnOption = "text",
+    output: OutputOption = None,
+    alpha: AlphaOption = 0.05,
+    reference_size: ReferenceSizeOption = 2000,
+    no_plots: NoPlotsOption = False,
+    as_json: AsJsonOption = False,
+    runs_dir: RunsDirOption = None,
 ) -> None:
     """Test whether new texts drift from what the model was validated on.
 
@@ -64,8 +89,9 @@ def drift(
     out = output if output is not None else path / "drift" / stamp
     if (out / "drift.json").exists():
         raise RunError(f"{out} already holds a drift report; choose another --output")
-    report, pngs = check_batch(path, texts, source=str(file), output=out, alpha=alpha,
-                               plots=not no_plots, log=render.say)
+    report, pngs = check_batch(
+        path, texts, source=str(file), output=out, alpha=alpha, plots=not no_plots, log=render.say
+    )
     _show(report, out, pngs, as_json)
     if report["drifted"]:
         raise typer.Exit(1)
@@ -87,12 +113,16 @@ def reference_after_training(run_dir: Path) -> None:
     except Exception as exc:  # any failure: the trained model must stay
         from imdb_sentiment.data.files import one_line
 
-        render.say(f"warning: the model is saved, but its drift reference was not built "
-                   f"({one_line(exc)}); build it with "
-                   f"`imdb-sentiment drift {run_dir} --build-reference`")
+        render.say(
+            f"warning: the model is saved, but its drift reference was not built "
+            f"({one_line(exc)}); build it with "
+            f"`imdb-sentiment drift {run_dir} --build-reference`"
+        )
         return
-    render.say(f"wrote the drift reference to {folder} ({time.perf_counter() - start:.1f} s; "
-               "--no-reference skips it)")
+    render.say(
+        f"wrote the drift reference to {folder} ({time.perf_counter() - start:.1f} s; "
+        "--no-reference skips it)"
+    )
 
 
 def _show(report: dict[str, Any], out: Path, pngs: list[Path], as_json: bool) -> None:
@@ -101,8 +131,12 @@ def _show(report: dict[str, Any], out: Path, pngs: list[Path], as_json: bool) ->
         typer.echo(json.dumps(report, indent=2))
         return
     for s in report["signals"]:
-        render.say(f"{s['name']:<24} {'DRIFT' if s['drifted'] else 'ok':<5} "
-                   f"statistic {s['statistic']:.4g}"
-                   + ("" if s["p_value"] is None else f"  p {s['p_value']:.3g}"))
-    render.say(f"wrote {out / 'drift.json'} and {out / 'report.md'}"
-               + (f" with {len(pngs)} plots ({', '.join(p.name for p in pngs)})" if pngs else ""))
+        render.say(
+            f"{s['name']:<24} {'DRIFT' if s['drifted'] else 'ok':<5} "
+            f"statistic {s['statistic']:.4g}"
+            + ("" if s["p_value"] is None else f"  p {s['p_value']:.3g}")
+        )
+    render.say(
+        f"wrote {out / 'drift.json'} and {out / 'report.md'}"
+        + (f" with {len(pngs)} plots ({', '.join(p.name for p in pngs)})" if pngs else "")
+    )

@@ -21,41 +21,88 @@ if TYPE_CHECKING:
 OUTPUT_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
 
-def predict(
-    texts: Annotated[list[str] | None, typer.Argument(
-        help="Reviews to classify; '-' reads one review per line from stdin.")] = None,
-    file: Annotated[Path | None, typer.Option(
-        help="Reviews from a .txt (one per line), .csv, .jsonl or .parquet file.")] = None,
-    model: Annotated[Path | None, typer.Option(
-        help="Run directory or model folder [default: the latest run].")] = None,
-    text_column: Annotated[str, typer.Option(help="Text column of --file.")] = "text",
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    output: Annotated[Path | None, typer.Option(
-        help="Write predictions to .csv, .jsonl or .parquet.")] = None,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace an existing --output file.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Inference batch size.")] = 32,
-    long_reviews: Annotated[str, typer.Option(
+TextsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Reviews to classify; '-' reads one review per line from stdin."),
+]
+FileOption = Annotated[
+    Path | None,
+    typer.Option(help="Reviews from a .txt (one per line), .csv, .jsonl or .parquet file."),
+]
+ModelOption = Annotated[
+    Path | None, typer.Option(help="Run directory or model folder [default: the latest run].")
+]
+TextColumnOption = Annotated[str, typer.Option(help="Text column of --file.")]
+AsJsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+OutputOption = Annotated[
+    Path | None, typer.Option(help="Write predictions to .csv, .jsonl or .parquet.")
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing --output file.")
+]
+BatchSizeOption = Annotated[int, typer.Option(help="Inference batch size.")]
+LongReviewsOption = Annotated[
+    str,
+    typer.Option(
         help="truncate (cut as trained) or chunks (average overlapping windows over the whole "
-             "review).")] = "truncate",
-    uncertain_band: Annotated[str | None, typer.Option(
+        "review)."
+    ),
+]
+UncertainBandOption = Annotated[
+    str | None,
+    typer.Option(
         help="LO:HI, e.g. 0.4:0.6: label reviews whose positive probability is in the band "
-             "'uncertain' instead of guessing.")] = None,
-    backend: Annotated[str, typer.Option(
-        help="torch, onnx or onnx-int8 (the files `imdb-sentiment export` wrote).")] = "torch",
-    precision: Annotated[str, typer.Option(
-        help=PRECISION_HELP)] = "auto",
-    runs_dir: Annotated[Path | None, typer.Option(
+        "'uncertain' instead of guessing."
+    ),
+]
+BackendOption = Annotated[
+    str, typer.Option(help="torch, onnx or onnx-int8 (the files `imdb-sentiment export` wrote).")
+]
+PrecisionOption = Annotated[str, typer.Option(help=PRECISION_HELP)]
+RunsDirOption = Annotated[
+    Path | None,
+    typer.Option(
         help="Runs folder whose LATEST run is used when no run is named "
-             "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs].")] = None,
-    profile: Annotated[bool, typer.Option(
-        "--profile", help="Record tokenizing and the first model batches with torch.profiler "
-                          "and print the top operators (see docs/PROFILING.md).")] = False,
-    profile_dir: Annotated[Path | None, typer.Option(
+        "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs]."
+    ),
+]
+ProfileOption = Annotated[
+    bool,
+    typer.Option(
+        "--profile",
+        help="Record tokenizing and the first model batches with torch.profiler "
+        "and print the top operators (see docs/PROFILING.md).",
+    ),
+]
+ProfileDirOption = Annotated[
+    Path | None,
+    typer.Option(
         help="Folder for --profile's trace.json and top_ops.json/.txt "
-             "[default: profiles/predict-<time>].")] = None,
-    profile_steps: Annotated[int | None, typer.Option(
-        help="Model batches --profile records [default: 5].")] = None,
+        "[default: profiles/predict-<time>]."
+    ),
+]
+ProfileStepsOption = Annotated[
+    int | None, typer.Option(help="Model batches --profile records [default: 5].")
+]
+
+
+def predict(
+    texts: TextsArgument = None,
+    file: FileOption = None,
+    model: ModelOption = None,
+    text_column: TextColumnOption = "text",
+    as_json: AsJsonOption = False,
+    output: OutputOption = None,
+    overwrite: OverwriteOption = False,
+    batch_size: BatchSizeOption = 32,
+    long_reviews: LongReviewsOption = "truncate",
+    uncertain_band: UncertainBandOption = None,
+    backend: BackendOption = "torch",
+    precision: PrecisionOption = "auto",
+    runs_dir: RunsDirOption = None,
+    profile: ProfileOption = False,
+    profile_dir: ProfileDirOption = None,
+    profile_steps: ProfileStepsOption = None,
 ) -> None:
     """Label and (calibrated) probability for each review."""
     from imdb_sentiment.cli import profiling
@@ -75,16 +122,29 @@ def predict(
     # Every input check runs before the model loads; the reviews are then read again, a chunk
     # at a time, so a file of any length is predicted in bounded memory.
     reviews = gather_reviews(texts, file, text_column)
-    predictor = Predictor.from_path(resolve_run(model, runs_dir), batch_size=batch_size,
-                                    long_reviews=long_reviews, backend=backend,
-                                    precision=precision)
+    predictor = Predictor.from_path(
+        resolve_run(model, runs_dir),
+        batch_size=batch_size,
+        long_reviews=long_reviews,
+        backend=backend,
+        precision=precision,
+    )
     with profiling.predicting(predictor, profile_folder, profiled):
-        deliver(predicted_chunks(predictor, reviews.chunks(), band), output,
-                overwrite=overwrite, as_json=as_json)
+        deliver(
+            predicted_chunks(predictor, reviews.chunks(), band),
+            output,
+            overwrite=overwrite,
+            as_json=as_json,
+        )
 
 
-def deliver(results: Iterable[tuple[list[str], list[dict[str, Any]]]], output: Path | None,
-            *, overwrite: bool, as_json: bool) -> None:
+def deliver(
+    results: Iterable[tuple[list[str], list[dict[str, Any]]]],
+    output: Path | None,
+    *,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
     """Print each chunk's predictions as it comes, or write them all to ``output``."""
     if output is None:
         for chunk, rows in results:
@@ -109,9 +169,15 @@ class Reviews:
         from imdb_sentiment.data.stream import CHUNK_SIZE, batched, iter_texts
 
         size = size or CHUNK_SIZE
-        from_file = () if self.file is None else (
-            text for chunk in iter_texts(self.file, text_column=self.text_column, chunk_size=size)
-            for text in chunk)
+        from_file = (
+            ()
+            if self.file is None
+            else (
+                text
+                for chunk in iter_texts(self.file, text_column=self.text_column, chunk_size=size)
+                for text in chunk
+            )
+        )
         # One stream, so the chunk where the given reviews end is filled from the file.
         yield from batched(itertools.chain(self.given, from_file), size)
 
@@ -132,15 +198,17 @@ def gather_reviews(texts: list[str] | None, file: Path | None, text_column: str)
     if file is not None:
         reviews.count += count_texts(file, text_column=text_column)
     if not reviews.count:
-        raise DataError('nothing to predict: give texts, --file PATH, or - for stdin')
+        raise DataError("nothing to predict: give texts, --file PATH, or - for stdin")
     if given:
         check_texts(given)  # "review N is empty", numbered as the reviews come
     return reviews
 
 
-def predicted_chunks(predictor: Predictor, chunks: Iterable[list[str]],
-                     band: tuple[float, float] | None,
-                     ) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
+def predicted_chunks(
+    predictor: Predictor,
+    chunks: Iterable[list[str]],
+    band: tuple[float, float] | None,
+) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
     """Each chunk of reviews with its prediction rows, as ``predict --json`` prints them."""
     from imdb_sentiment.inference.predictor import apply_uncertain_band
 
@@ -176,8 +244,9 @@ def check_output(path: Path, overwrite: bool) -> None:
     check_writable(path.parent, hint="choose another --output")
 
 
-def write_predictions(path: Path, results: Iterable[tuple[list[str], list[dict[str, Any]]]],
-                      *, overwrite: bool = True) -> int:
+def write_predictions(
+    path: Path, results: Iterable[tuple[list[str], list[dict[str, Any]]]], *, overwrite: bool = True
+) -> int:
     """Append texts and their predictions to a csv, jsonl or parquet file chunk by chunk, moved
     into place (creating missing folders) only once all are written; how many rows."""
     import pandas as pd
@@ -194,14 +263,18 @@ def write_predictions(path: Path, results: Iterable[tuple[list[str], list[dict[s
         # SIGTERM unwinds like Ctrl-C, so the file being written is deleted, not left half.
         with sigterm_interrupts(), TableWriter(path, overwrite=overwrite) as writer:
             for texts, rows in results:
-                writer.write(pd.DataFrame(
-                    [{"text": t, **r} for t, r in zip(texts, rows, strict=True)]))
+                writer.write(
+                    pd.DataFrame([{"text": t, **r} for t, r in zip(texts, rows, strict=True)])
+                )
     except FileExistsError as exc:
         if exc.filename != str(path):
             raise
-        raise RunError(f"{path} appeared while predicting; pass --overwrite to replace it, "
-                       "or choose another --output") from None
+        raise RunError(
+            f"{path} appeared while predicting; pass --overwrite to replace it, "
+            "or choose another --output"
+        ) from None
     except Terminated as exc:
-        raise TrainingInterrupted(f"predict stopped by SIGTERM; {path} was not written",
-                                  exit_code_for(exc)) from None
+        raise TrainingInterrupted(
+            f"predict stopped by SIGTERM; {path} was not written", exit_code_for(exc)
+        ) from None
     return writer.rows

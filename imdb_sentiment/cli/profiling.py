@@ -75,8 +75,9 @@ def show(profiler: StepProfiler, folder: Path) -> None:
     """The top operators of a finished profile and where its files are."""
     result: ProfileResult | None = profiler.result
     if result is None:
-        render.say(f"--profile: nothing was recorded (the window needs {profiler.needed_steps} "
-                   "steps)")
+        render.say(
+            f"--profile: nothing was recorded (the window needs {profiler.needed_steps} steps)"
+        )
         return
     result = result.moved_to(folder)
     table = Table(title=f"top operators by self CPU time, {result.steps} step(s) recorded")
@@ -86,11 +87,17 @@ def show(profiler: StepProfiler, folder: Path) -> None:
     if cuda:
         table.add_column("self CUDA ms", justify="right")
     for row in result.top_ops:
-        cells = [escape(row["op"]), f"{row['self_cpu_ms']:,.1f}", f"{row['share']:.1%}",
-                 f"{row['calls']:,}"]
+        cells = [
+            escape(row["op"]),
+            f"{row['self_cpu_ms']:,.1f}",
+            f"{row['share']:.1%}",
+            f"{row['calls']:,}",
+        ]
         if cuda:
             cells.append(f"{row['self_cuda_ms']:,.1f}")
         table.add_row(*cells)
     render.err_console.print(table)
-    render.say(f"profile written to {folder} (trace.json: open it in ui.perfetto.dev or "
-               "TensorBoard's profiler plugin; top_ops.json, top_ops.txt)")
+    render.say(
+        f"profile written to {folder} (trace.json: open it in ui.perfetto.dev or "
+        "TensorBoard's profiler plugin; top_ops.json, top_ops.txt)"
+    )

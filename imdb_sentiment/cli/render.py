@@ -46,8 +46,9 @@ def manifest(manifest: dict[str, Any], output: Path) -> None:
         table.add_column(col, justify="right" if col != "split" else "left")
     for name, info in manifest["splits"].items():
         labels = info["labels"]
-        table.add_row(name, f"{info['rows']:,}", f"{labels['negative']:,}",
-                      f"{labels['positive']:,}")
+        table.add_row(
+            name, f"{info['rows']:,}", f"{labels['negative']:,}", f"{labels['positive']:,}"
+        )
     console.print(table)
 
 
@@ -98,9 +99,11 @@ def _evaluation_extras(m: dict[str, Any]) -> None:
             console.print(f"{key}: {iv['value']:.4f} (95% CI {iv['low']:.4f}-{iv['high']:.4f})")
     cal = m.get("calibration")
     if cal and "ece_uncalibrated" in cal:
-        console.print(f"ECE {cal['ece_uncalibrated']:.4f} -> {cal['ece']:.4f}, Brier "
-                      f"{cal['brier_uncalibrated']:.4f} -> {cal['brier']:.4f} "
-                      f"(temperature {cal['temperature']:.3f})")
+        console.print(
+            f"ECE {cal['ece_uncalibrated']:.4f} -> {cal['ece']:.4f}, Brier "
+            f"{cal['brier_uncalibrated']:.4f} -> {cal['brier']:.4f} "
+            f"(temperature {cal['temperature']:.3f})"
+        )
     for name, r in m.get("robustness", {}).get("checks", {}).items():
         rate = "n/a" if r["pass_rate"] is None else f"{r['pass_rate']:.1%}"
         console.print(f"robustness {name}: {rate} of {r['cases']:,} passed")
@@ -113,8 +116,9 @@ def parity(result: ExportResult) -> None:
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in result.parity:
         acc = "-" if r.accuracy is None else f"{r.accuracy:.4f} (torch {r.torch_accuracy:.4f})"
-        table.add_row(r.file, f"{r.agreement:.2%}", f"{r.max_abs_diff:.4f}",
-                      f"{r.mean_abs_diff:.5f}", acc)
+        table.add_row(
+            r.file, f"{r.agreement:.2%}", f"{r.max_abs_diff:.4f}", f"{r.mean_abs_diff:.5f}", acc
+        )
     console.print(table)
     wrote(result.files)
 
@@ -139,5 +143,7 @@ def predictions(texts: Sequence[str], rows: Sequence[dict[str, Any]], *, as_json
         preview = escape(text if len(text) <= 70 else text[:67] + "...")
         console.print(
             f"[{colour}]{row['label']:<8}[/] {row['positive_probability']:.3f}  {preview}",
-            highlight=False, markup=True, soft_wrap=True,
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
         )

@@ -19,26 +19,50 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 MAX_PORT = 65_535
 
 
-def export(
-    run: Annotated[Path | None, typer.Argument(
-        help="Run directory or model folder [default: the latest run].")] = None,
-    format_: Annotated[str, typer.Option(
-        "--format", help="onnx, or torch-int8 (PyTorch int8 plan for predict/serve).")] = "onnx",
-    quantize: Annotated[str | None, typer.Option(
-        help="Also write a dynamically quantized model: int8.")] = None,
-    file: Annotated[Path | None, typer.Option(
-        help="Check parity on reviews from this file instead of the validation split.")] = None,
-    data: Annotated[Path | None, typer.Option(
-        help="Prepared data folder [default: the one the run trained on].")] = None,
-    text_column: Annotated[str, typer.Option(help="Text column of --file.")] = "text",
-    max_samples: Annotated[int, typer.Option(help="Parity reviews to check.")] = 500,
-    min_agreement: Annotated[float, typer.Option(
-        help="Refuse the export below this label agreement with PyTorch.")] = 0.995,
-    optimize: Annotated[bool, typer.Option(
-        "--optimize/--no-optimize", help="Fuse attention and LayerNorm kernels.")] = True,
-    runs_dir: Annotated[Path | None, typer.Option(
+RunArgument = Annotated[
+    Path | None, typer.Argument(help="Run directory or model folder [default: the latest run].")
+]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="onnx, or torch-int8 (PyTorch int8 plan for predict/serve).")
+]
+QuantizeOption = Annotated[
+    str | None, typer.Option(help="Also write a dynamically quantized model: int8.")
+]
+FileOption = Annotated[
+    Path | None,
+    typer.Option(help="Check parity on reviews from this file instead of the validation split."),
+]
+DataOption = Annotated[
+    Path | None, typer.Option(help="Prepared data folder [default: the one the run trained on].")
+]
+TextColumnOption = Annotated[str, typer.Option(help="Text column of --file.")]
+MaxSamplesOption = Annotated[int, typer.Option(help="Parity reviews to check.")]
+MinAgreementOption = Annotated[
+    float, typer.Option(help="Refuse the export below this label agreement with PyTorch.")
+]
+OptimizeOption = Annotated[
+    bool, typer.Option("--optimize/--no-optimize", help="Fuse attention and LayerNorm kernels.")
+]
+RunsDirOption = Annotated[
+    Path | None,
+    typer.Option(
         help="Runs folder whose LATEST run is used when no run is named "
-             "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs].")] = None,
+        "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs]."
+    ),
+]
+
+
+def export(
+    run: RunArgument = None,
+    format_: FormatOption = "onnx",
+    quantize: QuantizeOption = None,
+    file: FileOption = None,
+    data: DataOption = None,
+    text_column: TextColumnOption = "text",
+    max_samples: MaxSamplesOption = 500,
+    min_agreement: MinAgreementOption = 0.995,
+    optimize: OptimizeOption = True,
+    runs_dir: RunsDirOption = None,
 ) -> None:
     """Export to ONNX (and int8) next to the run's model, refused unless parity holds.
 
@@ -51,40 +75,62 @@ def export(
 
     check_format(format_)
     # Built first: it checks --quantize, --max-samples and --min-agreement before any load.
-    options = ExportOptions(quantize=quantize, file=file, data_dir=data, text_column=text_column,
-                            max_samples=max_samples, min_agreement=min_agreement,
-                            optimize=optimize)
+    options = ExportOptions(
+        quantize=quantize,
+        file=file,
+        data_dir=data,
+        text_column=text_column,
+        max_samples=max_samples,
+        min_agreement=min_agreement,
+        optimize=optimize,
+    )
     result = export_model(resolve_run(run, runs_dir), format_, options, log=render.say)
     render.parity(result)
 
 
-def serve(
-    run: Annotated[Path | None, typer.Argument(
-        help="Run directory or model folder [default: the latest run].")] = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8.")] = "torch",
-    precision: Annotated[str, typer.Option(
-        help=PRECISION_HELP)] = "auto",
-    max_batch_size: Annotated[int, typer.Option(
-        help="Most reviews merged into one model call.")] = 32,
-    batch_window_ms: Annotated[float, typer.Option(
-        help="How long a request waits for others to share its model call.")] = 5.0,
-    batching: Annotated[bool, typer.Option(
-        "--batching/--no-batching", help="Merge concurrent requests into one model call.")
-    ] = True,
-    max_texts: Annotated[int, typer.Option(help="Most reviews per request (413 beyond).")] = 64,
-    max_chars: Annotated[int, typer.Option(
-        help="Most characters per review (413 beyond).")] = 50_000,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
-    runs_dir: Annotated[Path | None, typer.Option(
-        help="Runs folder whose LATEST run is used when no run is named "
-             "[default: $IMDB_SENTIMENT_RUNS_DIR, else runs].")] = None,
-    drift_window: Annotated[int, typer.Option(
+HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
+PortOption = Annotated[int, typer.Option(help="Port to listen on.")]
+BackendOption = Annotated[str, typer.Option(help="torch, onnx or onnx-int8.")]
+PrecisionOption = Annotated[str, typer.Option(help=PRECISION_HELP)]
+MaxBatchSizeOption = Annotated[int, typer.Option(help="Most reviews merged into one model call.")]
+BatchWindowMsOption = Annotated[
+    float, typer.Option(help="How long a request waits for others to share its model call.")
+]
+BatchingOption = Annotated[
+    bool,
+    typer.Option("--batching/--no-batching", help="Merge concurrent requests into one model call."),
+]
+MaxTextsOption = Annotated[int, typer.Option(help="Most reviews per request (413 beyond).")]
+MaxCharsOption = Annotated[int, typer.Option(help="Most characters per review (413 beyond).")]
+LogLevelOption = Annotated[str, typer.Option(help="uvicorn log level.")]
+DriftWindowOption = Annotated[
+    int,
+    typer.Option(
         help="Recent request texts tested for drift against the run's reference (GET /drift); "
-             "0 turns drift monitoring off.")] = 500,
-    drift_refresh: Annotated[float, typer.Option(
-        help="Seconds between two drift tests of the window (on a background thread).")] = 60.0,
+        "0 turns drift monitoring off."
+    ),
+]
+DriftRefreshOption = Annotated[
+    float,
+    typer.Option(help="Seconds between two drift tests of the window (on a background thread)."),
+]
+
+
+def serve(
+    run: RunArgument = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    backend: BackendOption = "torch",
+    precision: PrecisionOption = "auto",
+    max_batch_size: MaxBatchSizeOption = 32,
+    batch_window_ms: BatchWindowMsOption = 5.0,
+    batching: BatchingOption = True,
+    max_texts: MaxTextsOption = 64,
+    max_chars: MaxCharsOption = 50_000,
+    log_level: LogLevelOption = "info",
+    runs_dir: RunsDirOption = None,
+    drift_window: DriftWindowOption = 500,
+    drift_refresh: DriftRefreshOption = 60.0,
 ) -> None:
     """Serve the model over HTTP: POST /predict, /health, /ready, /metrics, /drift, a web page
     at /.
@@ -109,16 +155,29 @@ def serve(
     except ImportError:
         raise MissingExtraError("fastapi", "serve") from None
     options = ServeOptions(
-        backend=backend, precision=precision, max_texts=max_texts, max_chars=max_chars,
-        max_batch_size=max_batch_size, batch_window_ms=batch_window_ms, batching=batching,
-        drift_window=drift_window, drift_refresh_s=drift_refresh)
+        backend=backend,
+        precision=precision,
+        max_texts=max_texts,
+        max_chars=max_chars,
+        max_batch_size=max_batch_size,
+        batch_window_ms=batch_window_ms,
+        batching=batching,
+        drift_window=drift_window,
+        drift_refresh_s=drift_refresh,
+    )
     render.say(f"serving {run_path} on http://{host}:{port} (docs at /docs)")
     _say_drift(run_path, options)
     server.serve(run_path, host=host, port=port, options=options, log_level=log_level)
 
 
-def _check_serve_flags(port: int, max_batch_size: int, batch_window_ms: float, max_texts: int,
-                       max_chars: int, log_level: str) -> None:
+def _check_serve_flags(
+    port: int,
+    max_batch_size: int,
+    batch_window_ms: float,
+    max_texts: int,
+    max_chars: int,
+    log_level: str,
+) -> None:
     # uvicorn would fail on these only once the model is loaded, with a traceback.
     if not 0 <= port <= MAX_PORT:
         raise ConfigError(f"--port must be between 0 and {MAX_PORT}, got {port}")
@@ -133,8 +192,10 @@ def _check_drift_flags(drift_window: int, drift_refresh: float) -> None:
     from imdb_sentiment.monitoring.drift import MIN_BATCH
 
     if drift_window != 0 and drift_window < MIN_BATCH:
-        raise ConfigError(f"--drift-window must be 0 (off) or at least {MIN_BATCH} (the fewest "
-                          f"texts a drift test accepts), got {drift_window}")
+        raise ConfigError(
+            f"--drift-window must be 0 (off) or at least {MIN_BATCH} (the fewest "
+            f"texts a drift test accepts), got {drift_window}"
+        )
     if not drift_refresh > 0:
         raise ConfigError(f"--drift-refresh must be more than 0 seconds, got {drift_refresh}")
 
@@ -146,6 +207,8 @@ def _say_drift(run_path: Path, options: ServeOptions) -> None:
 
     run = reference_run(run_path)
     if options.drift_window and (run / REFERENCE_DIR / REFERENCE_FILE).is_file():
-        render.say(f"drift monitoring: the last {options.drift_window} texts are tested against "
-                   f"{run / REFERENCE_DIR} every {options.drift_refresh_s:g} s "
-                   "(GET /drift, gauges on /metrics)")
+        render.say(
+            f"drift monitoring: the last {options.drift_window} texts are tested against "
+            f"{run / REFERENCE_DIR} every {options.drift_refresh_s:g} s "
+            "(GET /drift, gauges on /metrics)"
+        )

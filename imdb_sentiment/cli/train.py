@@ -26,69 +26,122 @@ if TYPE_CHECKING:
 RECIPE = "the model's recipe, else"  # e.g. [default: the model's recipe, else 2e-5]
 
 # The longest flag declarations, named so that the command reads as its list of flags.
-TruncationOption = Annotated[str | None, typer.Option(
-    help="Which tokens of a long review to keep: head, tail or head+tail (the first "
-         f"quarter and the end; see docs/QUALITY.md) [default: {RECIPE} head+tail]."
-)]
-ModelOption = Annotated[str | None, typer.Option(
-    help="Hub id, local folder, or alias (distilbert, minilm, bert, roberta); picks the "
-         "recipe for the flags you leave out [default: distilbert-base-uncased]."
-)]
-LrOption = Annotated[float | None, typer.Option(
-    "--lr", "--learning-rate", help=f"Peak learning rate [default: {RECIPE} 2e-5].")]
-EpochsOption = Annotated[float | None, typer.Option(
-    help=f"Training epochs [default: {RECIPE} 2].")]
-SetOption = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override any config key, e.g. --set training.warmup_ratio=0.1.")]
-ResumeOption = Annotated[bool, typer.Option(
-    "--resume", help="Continue the run named by --run-name from its latest checkpoint.")]
-OverwriteOption = Annotated[bool, typer.Option(
-    "--overwrite", help="Replace an existing run of the same name.")]
-ExtraTrainOption = Annotated[str | None, typer.Option(
-    help="Also train on this labelled table (text,label; e.g. from `imdb-sentiment "
-         "pseudo-label`); validation/test, training and repeated texts are dropped.")]
-NoReferenceOption = Annotated[bool, typer.Option(
-    "--no-reference", help="Skip the drift reference (RUN/reference/) written after training; "
-                           "`imdb-sentiment drift RUN --build-reference` writes it later.")]
-ProfileOption = Annotated[bool, typer.Option(
-    "--profile", help="Record a few training steps with torch.profiler into RUN/profile/ "
-                      "(trace.json for Perfetto, top_ops.json/.txt) and print the top operators "
-                      "(main process only; see docs/PROFILING.md).")]
-ProfileStepsOption = Annotated[int | None, typer.Option(
-    help="Optimizer steps --profile records, after skipping one and warming up on one "
-         "[default: 5].")]
+TruncationOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Which tokens of a long review to keep: head, tail or head+tail (the first "
+        f"quarter and the end; see docs/QUALITY.md) [default: {RECIPE} head+tail]."
+    ),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Hub id, local folder, or alias (distilbert, minilm, bert, roberta); picks the "
+        "recipe for the flags you leave out [default: distilbert-base-uncased]."
+    ),
+]
+LrOption = Annotated[
+    float | None,
+    typer.Option("--lr", "--learning-rate", help=f"Peak learning rate [default: {RECIPE} 2e-5]."),
+]
+EpochsOption = Annotated[float | None, typer.Option(help=f"Training epochs [default: {RECIPE} 2].")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config key, e.g. --set training.warmup_ratio=0.1."),
+]
+ResumeOption = Annotated[
+    bool,
+    typer.Option(
+        "--resume", help="Continue the run named by --run-name from its latest checkpoint."
+    ),
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing run of the same name.")
+]
+ExtraTrainOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Also train on this labelled table (text,label; e.g. from `imdb-sentiment "
+        "pseudo-label`); validation/test, training and repeated texts are dropped."
+    ),
+]
+NoReferenceOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-reference",
+        help="Skip the drift reference (RUN/reference/) written after training; "
+        "`imdb-sentiment drift RUN --build-reference` writes it later.",
+    ),
+]
+ProfileOption = Annotated[
+    bool,
+    typer.Option(
+        "--profile",
+        help="Record a few training steps with torch.profiler into RUN/profile/ "
+        "(trace.json for Perfetto, top_ops.json/.txt) and print the top operators "
+        "(main process only; see docs/PROFILING.md).",
+    ),
+]
+ProfileStepsOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Optimizer steps --profile records, after skipping one and warming up on one "
+        "[default: 5]."
+    ),
+]
+
+
+BatchSizeOption = Annotated[
+    int | None, typer.Option(help=f"Per-device training batch size [default: {RECIPE} 16].")
+]
+MaxLengthOption = Annotated[
+    int | None, typer.Option(help=f"Tokens per review after truncation [default: {RECIPE} 512].")
+]
+DataOption = Annotated[str | None, typer.Option(help="Prepared data folder [default: data/imdb].")]
+OutputDirOption = Annotated[str | None, typer.Option(help="Folder holding runs [default: runs].")]
+RunNameOption = Annotated[
+    str | None, typer.Option(help="Run folder name [default: <model>-<timestamp>].")
+]
+SeedOption = Annotated[int | None, typer.Option(help=f"Random seed [default: {RECIPE} 42].")]
+ReportToOption = Annotated[
+    str | None, typer.Option(help="auto (W&B when installed), wandb or none [default: auto].")
+]
+PrecisionOption = Annotated[
+    str | None, typer.Option(help=f"auto, fp32, bf16 or fp16 [default: {RECIPE} auto].")
+]
+MaxTrainSamplesOption = Annotated[
+    int | None, typer.Option(help="Train on a stratified subset of this many reviews.")
+]
+MaxEvalSamplesOption = Annotated[
+    int | None, typer.Option(help="Validate on a stratified subset of this many reviews.")
+]
+NumProcessesOption = Annotated[
+    int | None, typer.Option(help="Data-parallel processes [default: one per GPU].")
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML config file (sections data/model/training/run)."),
+]
 
 
 def train(
     lr: LrOption = None,
     epochs: EpochsOption = None,
-    batch_size: Annotated[int | None, typer.Option(
-        help=f"Per-device training batch size [default: {RECIPE} 16].")] = None,
-    max_length: Annotated[int | None, typer.Option(
-        help=f"Tokens per review after truncation [default: {RECIPE} 512].")] = None,
+    batch_size: BatchSizeOption = None,
+    max_length: MaxLengthOption = None,
     truncation: TruncationOption = None,
     model: ModelOption = None,
-    data: Annotated[str | None, typer.Option(
-        help="Prepared data folder [default: data/imdb].")] = None,
-    output_dir: Annotated[str | None, typer.Option(
-        help="Folder holding runs [default: runs].")] = None,
-    run_name: Annotated[str | None, typer.Option(
-        help="Run folder name [default: <model>-<timestamp>].")] = None,
-    seed: Annotated[int | None, typer.Option(
-        help=f"Random seed [default: {RECIPE} 42].")] = None,
-    report_to: Annotated[str | None, typer.Option(
-        help="auto (W&B when installed), wandb or none [default: auto].")] = None,
-    precision: Annotated[str | None, typer.Option(
-        help=f"auto, fp32, bf16 or fp16 [default: {RECIPE} auto].")] = None,
-    max_train_samples: Annotated[int | None, typer.Option(
-        help="Train on a stratified subset of this many reviews.")] = None,
-    max_eval_samples: Annotated[int | None, typer.Option(
-        help="Validate on a stratified subset of this many reviews.")] = None,
+    data: DataOption = None,
+    output_dir: OutputDirOption = None,
+    run_name: RunNameOption = None,
+    seed: SeedOption = None,
+    report_to: ReportToOption = None,
+    precision: PrecisionOption = None,
+    max_train_samples: MaxTrainSamplesOption = None,
+    max_eval_samples: MaxEvalSamplesOption = None,
     extra_train: ExtraTrainOption = None,
-    num_processes: Annotated[int | None, typer.Option(
-        help="Data-parallel processes [default: one per GPU].")] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="YAML config file (sections data/model/training/run).")] = None,
+    num_processes: NumProcessesOption = None,
+    config: ConfigOption = None,
     set_: SetOption = None,
     resume: ResumeOption = False,
     overwrite: OverwriteOption = False,
@@ -104,14 +157,23 @@ def train(
     # Flags are config overrides: None leaves the value of --set, the config file, the recipe
     # or the default.
     overrides = {
-        "training.learning_rate": lr, "training.epochs": epochs,
-        "training.batch_size": batch_size, "model.max_length": max_length,
-        "model.truncation": truncation, "model.name": model, "data.dir": data,
-        "run.output_dir": output_dir or env_runs_dir(), "run.name": run_name, "training.seed": seed,
-        "run.report_to": report_to, "training.precision": precision,
-        "data.max_train_samples": max_train_samples, "data.max_eval_samples": max_eval_samples,
+        "training.learning_rate": lr,
+        "training.epochs": epochs,
+        "training.batch_size": batch_size,
+        "model.max_length": max_length,
+        "model.truncation": truncation,
+        "model.name": model,
+        "data.dir": data,
+        "run.output_dir": output_dir or env_runs_dir(),
+        "run.name": run_name,
+        "training.seed": seed,
+        "run.report_to": report_to,
+        "training.precision": precision,
+        "data.max_train_samples": max_train_samples,
+        "data.max_eval_samples": max_eval_samples,
         "data.extra_train": extra_train,
-        "training.num_processes": num_processes, "run.overwrite": overwrite or None,
+        "training.num_processes": num_processes,
+        "run.overwrite": overwrite or None,
     }
     profiled = check_steps(profile, profile_steps)
     if resume:
@@ -127,10 +189,22 @@ def launch(cfg: Config, resume: bool, *, reference: bool, profile_steps: int | N
     if not distributed.already_distributed():
         n = distributed.wanted_processes(cfg.training.num_processes)
         if n > 1:
-            raise typer.Exit(relaunch_with_config(
-                "train", cfg, n, resume, [*([] if reference else ["--no-reference"]),
-                                          *(["--profile", "--profile-steps", str(profile_steps)]
-                                            if profile_steps else [])]))
+            raise typer.Exit(
+                relaunch_with_config(
+                    "train",
+                    cfg,
+                    n,
+                    resume,
+                    [
+                        *([] if reference else ["--no-reference"]),
+                        *(
+                            ["--profile", "--profile-steps", str(profile_steps)]
+                            if profile_steps
+                            else []
+                        ),
+                    ],
+                )
+            )
     train_here(cfg, resume, reference=reference, profile_steps=profile_steps)
 
 
@@ -158,8 +232,9 @@ def resume_config(config: Path | None, output_dir: str | None, run_name: str | N
     return config
 
 
-def relaunch_with_config(verb: str, cfg: Config, n: int, resume: bool,
-                         extra: Sequence[str] = ()) -> int:
+def relaunch_with_config(
+    verb: str, cfg: Config, n: int, resume: bool, extra: Sequence[str] = ()
+) -> int:
     """Re-run ``verb`` under accelerate with the resolved config, so every process agrees."""
     from imdb_sentiment.provenance import sources_path
     from imdb_sentiment.training import distributed
@@ -173,17 +248,25 @@ def relaunch_with_config(verb: str, cfg: Config, n: int, resume: bool,
         work = {"train": "training", "adapt": "adaptation"}.get(verb, verb)
         render.say(f"launching {n} {work} processes with accelerate")
         # Without --run-name the main process picks a new, unique name and the others follow.
-        args = [verb, "--config", fh.name, "--output-dir", cfg.run.output_dir,
-                *(["--run-name", cfg.run.name] if cfg.run.name else []),
-                *extra, *(["--resume"] if resume else [])]
+        args = [
+            verb,
+            "--config",
+            fh.name,
+            "--output-dir",
+            cfg.run.output_dir,
+            *(["--run-name", cfg.run.name] if cfg.run.name else []),
+            *extra,
+            *(["--resume"] if resume else []),
+        ]
         return distributed.relaunch(n, args)
     finally:
         for path in (Path(fh.name), sources_path(fh.name)):
             path.unlink(missing_ok=True)
 
 
-def train_here(cfg: Config, resume: bool, *, reference: bool = True,
-               profile_steps: int | None = None) -> None:
+def train_here(
+    cfg: Config, resume: bool, *, reference: bool = True, profile_steps: int | None = None
+) -> None:
     """Train in this process; only the main process of a distributed run talks, and writes
     the drift reference (``reference``) once the model is saved. ``profile_steps``: profile
     that many optimizer steps of the main process."""
@@ -215,5 +298,7 @@ def train_here(cfg: Config, resume: bool, *, reference: bool = True,
 
         root = result.run_dir.parent
         if root.resolve() != runs_root().resolve():
-            render.say(f"eval, predict, serve and export read the latest run from {runs_root()}; "
-                       f"pass --runs-dir {root} or set {RUNS_DIR_ENV}={root} to use this one")
+            render.say(
+                f"eval, predict, serve and export read the latest run from {runs_root()}; "
+                f"pass --runs-dir {root} or set {RUNS_DIR_ENV}={root} to use this one"
+            )

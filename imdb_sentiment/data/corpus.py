@@ -81,11 +81,14 @@ class HeldOut:
         """Refuse ``path`` when it is (a copy of) a prepared validation or test split."""
         split = self.files.get(sha256)
         if split is None:
-            split = next((s for s in self.splits
-                          if path.resolve() == self.data_dir / f"{s}.parquet"), None)
+            split = next(
+                (s for s in self.splits if path.resolve() == self.data_dir / f"{s}.parquet"), None
+            )
         if split is not None:
-            raise DataError(f"{path} is the prepared {split} split of {self.data_dir}; "
-                            "adaptation never reads validation or test texts")
+            raise DataError(
+                f"{path} is the prepared {split} split of {self.data_dir}; "
+                "adaptation never reads validation or test texts"
+            )
 
 
 @dataclass
@@ -97,8 +100,7 @@ class Corpus:
     duplicates_dropped: int = 0
     held_out_splits: list[str] = field(default_factory=list)
 
-    def split(self, max_texts: int | None, holdout: int,
-              seed: int) -> tuple[list[str], list[str]]:
+    def split(self, max_texts: int | None, holdout: int, seed: int) -> tuple[list[str], list[str]]:
         """(texts to train on, texts held out to measure the masked-LM loss), seeded.
 
         ``max_texts`` caps both together; the held-out part is at most a tenth of them.
@@ -121,14 +123,21 @@ class Corpus:
         }
 
 
-def build_corpus(data_dir: str | Path, files: Sequence[str | Path], *, include_train: bool,
-                 drop_overlap: bool = False, text_column: str = "text",
-                 log: Log = print) -> Corpus:
+def build_corpus(
+    data_dir: str | Path,
+    files: Sequence[str | Path],
+    *,
+    include_train: bool,
+    drop_overlap: bool = False,
+    text_column: str = "text",
+    log: Log = print,
+) -> Corpus:
     """The unlabelled texts of ``files`` (and the prepared training split's, with
     ``include_train``), checked against ``data_dir``'s validation and test splits."""
     if not files and not include_train:
-        raise ConfigError("nothing to adapt on: pass --unlabelled PATH (repeatable) and/or "
-                          "--include-train")
+        raise ConfigError(
+            "nothing to adapt on: pass --unlabelled PATH (repeatable) and/or --include-train"
+        )
     held = HeldOut.of(data_dir)
     texts: list[str] = []
     seen: set[str] = set()
@@ -144,17 +153,23 @@ def build_corpus(data_dir: str | Path, files: Sequence[str | Path], *, include_t
             seen.add(h)
             texts.append(text)
             record.used += 1
-        log(f"{path}: {record.used:,} of {record.rows:,} texts used"
-            + (f" ({record.dropped_overlap:,} validation/test texts left out)"
-               if record.dropped_overlap else ""))
+        log(
+            f"{path}: {record.used:,} of {record.rows:,} texts used"
+            + (
+                f" ({record.dropped_overlap:,} validation/test texts left out)"
+                if record.dropped_overlap
+                else ""
+            )
+        )
         sources.append(record)
     if not texts:
         raise DataError("the unlabelled files hold no text to adapt on")
     return Corpus(texts, sources, duplicates, held.splits)
 
 
-def _sources(held: HeldOut, files: Sequence[str | Path], include_train: bool,
-             text_column: str) -> Iterable[tuple[Path, list[str], SourceRecord]]:
+def _sources(
+    held: HeldOut, files: Sequence[str | Path], include_train: bool, text_column: str
+) -> Iterable[tuple[Path, list[str], SourceRecord]]:
     """Each source's path, raw texts and record; split files are refused before reading."""
     for name in files:
         path = Path(name).expanduser()
@@ -168,8 +183,7 @@ def _sources(held: HeldOut, files: Sequence[str | Path], include_train: bool,
         yield path, raw, SourceRecord(str(path), file_sha256(path), len(raw))
 
 
-def _checked(raw: list[str], held: HeldOut, record: SourceRecord,
-             drop_overlap: bool) -> list[str]:
+def _checked(raw: list[str], held: HeldOut, record: SourceRecord, drop_overlap: bool) -> list[str]:
     """The cleaned, non-empty texts of one source; overlap with held-out texts is refused or,
     with ``drop_overlap``, left out."""
     cleaned = [clean_text(t) for t in raw]

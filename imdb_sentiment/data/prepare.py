@@ -94,8 +94,9 @@ def prepare(
     return manifest
 
 
-def _manifest(source: str, loaded: Source, carved: dict[str, Any] | None, *, duplicates: int,
-              overlap: int) -> dict[str, Any]:
+def _manifest(
+    source: str, loaded: Source, carved: dict[str, Any] | None, *, duplicates: int, overlap: int
+) -> dict[str, Any]:
     """What was prepared, from where, and how validation was made (``carved`` None: provided)."""
     return {
         "format_version": FORMAT_VERSION,

@@ -73,14 +73,18 @@ def _checked(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     missing = [c for c in ("text", "label") if c not in frame.columns]
     if missing:
         present = ", ".join(str(c) for c in frame.columns) or "none"
-        raise DataError(f"{path} has no {' or '.join(repr(c) for c in missing)} column "
-                        f"(columns present: {present}); {redo}")
+        raise DataError(
+            f"{path} has no {' or '.join(repr(c) for c in missing)} column "
+            f"(columns present: {present}); {redo}"
+        )
     labels = frame["label"]
     bad = ~labels.isin([0, 1]) | labels.isna()
     if bad.any():
         shown = shorten(sorted({_shown(v) for v in labels[bad].tolist()}))
-        raise DataError(f"{path}: column 'label' must hold 0 (negative) or 1 (positive), "
-                        f"found {shown} in {int(bad.sum()):,} rows; {redo}")
+        raise DataError(
+            f"{path}: column 'label' must hold 0 (negative) or 1 (positive), "
+            f"found {shown} in {int(bad.sum()):,} rows; {redo}"
+        )
     frame["label"] = labels.astype("int64")
     return frame
 

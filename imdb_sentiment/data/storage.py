@@ -18,11 +18,24 @@ from pathlib import Path
 from imdb_sentiment.atomic import current_umask
 from imdb_sentiment.errors import StorageError
 
-FILE_SYSTEM_ERRNOS = frozenset({
-    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
-    errno.EISDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.EIO, errno.EFBIG,
-    errno.EMLINK, errno.EXDEV,
-})
+FILE_SYSTEM_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENOENT,
+        errno.EEXIST,
+        errno.ENAMETOOLONG,
+        errno.EIO,
+        errno.EFBIG,
+        errno.EMLINK,
+        errno.EXDEV,
+    }
+)
 """Error numbers that mean "this place on disk cannot be used", not a bug or a network fault."""
 
 _REASONS = {
@@ -59,8 +72,10 @@ def os_error_message(exc: OSError) -> str:
 def is_file_system_error(exc: BaseException) -> bool:
     """Whether ``exc`` says a place on disk cannot be used (and so is the user's to fix)."""
     return isinstance(exc, OSError) and (
-        exc.errno in FILE_SYSTEM_ERRNOS or exc.filename is not None
-        or "No space left on device" in str(exc))
+        exc.errno in FILE_SYSTEM_ERRNOS
+        or exc.filename is not None
+        or "No space left on device" in str(exc)
+    )
 
 
 def _first_line(text: str) -> str:
@@ -85,8 +100,7 @@ def check_writable(folder: str | Path, *, hint: str = "choose a writable locatio
     folder = Path(folder)
     existing = _nearest_existing(folder)
     if not existing.is_dir():
-        raise StorageError(
-            f"cannot write to {folder}: {existing} is a file, not a folder; {hint}")
+        raise StorageError(f"cannot write to {folder}: {existing} is a file, not a folder; {hint}")
     probe = existing / f".imdb-sentiment-write-test-{os.getpid()}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -110,7 +124,8 @@ def check_free_space(folder: str | Path, needed: int, what: str) -> None:
     if free < needed:
         raise StorageError(
             f"not enough space for {what} in {folder}: about {_size(needed)} needed, "
-            f"{_size(free)} free; free some space or choose another location")
+            f"{_size(free)} free; free some space or choose another location"
+        )
 
 
 def _size(n: float) -> str:

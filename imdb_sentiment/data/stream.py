@@ -42,8 +42,9 @@ the reviews, token ids and rows held at once stay a few megabytes."""
 _TXT_BLOCK = 1 << 20  # bytes read at a time from a .txt file
 
 
-def count_texts(path: str | Path, *, text_column: str = "text",
-                chunk_size: int = CHUNK_SIZE) -> int:
+def count_texts(
+    path: str | Path, *, text_column: str = "text", chunk_size: int = CHUNK_SIZE
+) -> int:
     """How many reviews ``path`` holds, after the checks and with the messages of
     :func:`~imdb_sentiment.data.files.read_texts_file` (every empty table row is listed)."""
     path = Path(path).expanduser()
@@ -59,8 +60,9 @@ def count_texts(path: str | Path, *, text_column: str = "text",
     return count
 
 
-def iter_texts(path: str | Path, *, text_column: str = "text",
-               chunk_size: int = CHUNK_SIZE) -> Iterator[list[str]]:
+def iter_texts(
+    path: str | Path, *, text_column: str = "text", chunk_size: int = CHUNK_SIZE
+) -> Iterator[list[str]]:
     """The reviews of ``path`` in file order, at most ``chunk_size`` at a time, uncleaned.
 
     Run :func:`count_texts` first for the whole file's checks; a table row without text found
@@ -130,15 +132,22 @@ def _frames(path: Path, suffix: str, text_column: str, chunk_size: int) -> Itera
                 yield pd.DataFrame({text_column: batch.column(0).to_pylist()})
     elif suffix in (".csv", ".tsv"):
         # Only truly empty cells count as missing: a review reading "NA" or "null" is text.
-        with pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", encoding="utf-8",
-                         keep_default_na=False, na_values=[""], chunksize=chunk_size) as reader:
+        with pd.read_csv(
+            path,
+            sep="\t" if suffix == ".tsv" else ",",
+            encoding="utf-8",
+            keep_default_na=False,
+            na_values=[""],
+            chunksize=chunk_size,
+        ) as reader:
             yield from reader
     elif suffix == ".json" and _first_char(path) == "[":
         # One JSON array cannot be read in parts; such files are read whole.
         yield pd.read_json(path, encoding="utf-8", convert_dates=False)
     else:
-        with pd.read_json(path, lines=True, encoding="utf-8", convert_dates=False,
-                          chunksize=chunk_size) as reader:
+        with pd.read_json(
+            path, lines=True, encoding="utf-8", convert_dates=False, chunksize=chunk_size
+        ) as reader:
             yield from reader
 
 
@@ -175,8 +184,9 @@ def _txt_lines(path: Path) -> Iterator[str]:
                 text = part.decode("utf-8")
             except UnicodeDecodeError as exc:
                 # The position in the whole file, as a single decode would report it.
-                whole = UnicodeDecodeError(exc.encoding, exc.object, offset + exc.start,
-                                           offset + exc.end, exc.reason)
+                whole = UnicodeDecodeError(
+                    exc.encoding, exc.object, offset + exc.start, offset + exc.end, exc.reason
+                )
                 raise _not_utf8(path, whole) from exc
             offset += cut
             yield from (line for line in text.splitlines() if clean_text(line))
@@ -223,8 +233,9 @@ class TableWriter:
 
     def __enter__(self) -> TableWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                    dir=self.path.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
         self._tmp = Path(name)
         if self.suffix == ".parquet":
             os.close(fd)
@@ -257,8 +268,12 @@ class TableWriter:
             table = pa.Table.from_pandas(frame, schema=self._parquet.schema, preserve_index=False)
         self._parquet.write_table(table)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         assert self._tmp is not None
         try:
             with _naming(self.path):
@@ -286,10 +301,10 @@ class TableWriter:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(self.path)) from None
         except OSError:  # file systems without hard links: the rename is the best left
             if self.path.exists():
-                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST),
-                                      str(self.path)) from None
+                raise FileExistsError(
+                    errno.EEXIST, os.strerror(errno.EEXIST), str(self.path)
+                ) from None
             tmp.replace(self.path)
-
 
 
 @contextmanager

@@ -84,8 +84,9 @@ class _Scored:
     metrics: dict[str, Any]
 
 
-def evaluate(run: str | Path, options: EvalOptions | None = None, *,
-             log: Log = lambda _m: None) -> EvalResult:
+def evaluate(
+    run: str | Path, options: EvalOptions | None = None, *, log: Log = lambda _m: None
+) -> EvalResult:
     """Evaluate a trained run on a prepared split or a labelled file; write metrics and predictions.
 
     Results go to ``<run>/eval/<name>/`` (see :attr:`EvalOptions.name`); ``run`` may also be a
@@ -101,8 +102,9 @@ def evaluate(run: str | Path, options: EvalOptions | None = None, *,
     # told otherwise. Checked before the model loads: a read-only run fails in one line.
     out_dir = Path(opts.output_dir) if opts.output_dir else run_path / "eval" / opts.name
     check_writable(out_dir, hint="pass --output-dir DIR to write the results elsewhere")
-    predictor = Predictor.from_path(run_path, batch_size=opts.batch_size,
-                                    long_reviews=opts.long_reviews)
+    predictor = Predictor.from_path(
+        run_path, batch_size=opts.batch_size, long_reviews=opts.long_reviews
+    )
     scored = _score(predictor, _labelled_frame(run_path, opts), opts)
     out_dir.mkdir(parents=True, exist_ok=True)
     preds_path = out_dir / PREDICTIONS_FILE
@@ -120,8 +122,9 @@ def evaluate(run: str | Path, options: EvalOptions | None = None, *,
         files.append(_refresh_model_card(predictor, run_path))
     elif opts.report:
         log("model card not refreshed: the results were written outside the run")
-    return EvalResult(name=opts.name, metrics=scored.metrics, out_dir=out_dir,
-                      files=[metrics_path, *files])
+    return EvalResult(
+        name=opts.name, metrics=scored.metrics, out_dir=out_dir, files=[metrics_path, *files]
+    )
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -156,8 +159,12 @@ def null_undefined(metrics: dict[str, Any], labels: np.ndarray, log: Log) -> dic
     cleaned: dict[str, Any] = clean(metrics, "")
     if undefined:
         classes = np.unique(labels)
-        reason = (f"every evaluated review is {label_name(int(classes[0]))}; these metrics need "
-                  "both classes" if len(classes) == 1 else "not defined for these reviews")
+        reason = (
+            f"every evaluated review is {label_name(int(classes[0]))}; these metrics need "
+            "both classes"
+            if len(classes) == 1
+            else "not defined for these reviews"
+        )
         cleaned["undefined"] = {"metrics": undefined, "reason": reason}
         log(f"{', '.join(undefined)}: undefined ({reason}); written as null")
     return cleaned
@@ -170,8 +177,9 @@ def _labelled_frame(run_path: Path, opts: EvalOptions) -> pd.DataFrame:
     from imdb_sentiment.runs import run_data_dir
 
     if opts.file is not None:
-        frame = read_labelled_file(opts.file, text_column=opts.text_column,
-                                   label_column=opts.label_column)
+        frame = read_labelled_file(
+            opts.file, text_column=opts.text_column, label_column=opts.label_column
+        )
     else:
         if opts.split not in SPLITS:
             raise ConfigError(f"unknown split '{opts.split}'; choose one of {', '.join(SPLITS)}")
@@ -190,8 +198,14 @@ def _score(predictor: Predictor, frame: pd.DataFrame, opts: EvalOptions) -> _Sco
     probs, raw = probs_at(settings.temperature), probs_at(1.0)
     metrics = compute_metrics(labels, probs)
     metrics["source"] = opts.source
-    metrics.update({"truncation": settings.truncation, "max_length": settings.max_length,
-                    "head_tokens": settings.head_tokens, "long_reviews": opts.long_reviews})
+    metrics.update(
+        {
+            "truncation": settings.truncation,
+            "max_length": settings.max_length,
+            "head_tokens": settings.head_tokens,
+            "long_reviews": opts.long_reviews,
+        }
+    )
     extra: dict[str, Any] = {"n_tokens": enc.n_tokens, "truncated": enc.truncated}
     if "rating" in frame.columns:
         extra["rating"] = frame["rating"].to_numpy()
@@ -210,16 +224,21 @@ def window_budget(predictor: Predictor) -> int:
     return int(max_length - len(prefix) - len(suffix))
 
 
-def _robustness(predictor: Predictor, scored: _Scored, samples: int, out_dir: Path,
-                log: Log) -> Path:
+def _robustness(
+    predictor: Predictor, scored: _Scored, samples: int, out_dir: Path, log: Log
+) -> Path:
     from imdb_sentiment.evaluation.report import ROBUSTNESS_FILE
     from imdb_sentiment.evaluation.robustness import cases_frame, run_checks
 
     texts = scored.predictions["text"].tolist()
     log(f"robustness: generating checks from {min(samples, len(texts)):,} reviews")
-    summary, cases = run_checks(lambda t: predictor.predict_proba(t)[:, 1], texts,
-                                scored.labels.tolist(), samples=samples,
-                                original=scored.probs[:, 1].tolist())
+    summary, cases = run_checks(
+        lambda t: predictor.predict_proba(t)[:, 1],
+        texts,
+        scored.labels.tolist(),
+        samples=samples,
+        original=scored.probs[:, 1].tolist(),
+    )
     path = out_dir / ROBUSTNESS_FILE
     cases_frame(cases).to_csv(path, index=False)
     summary["file"] = path.name
@@ -227,15 +246,19 @@ def _robustness(predictor: Predictor, scored: _Scored, samples: int, out_dir: Pa
     return path
 
 
-def _report(predictor: Predictor, scored: _Scored, out_dir: Path, title: str, report_to: str,
-            log: Log) -> list[Path]:
+def _report(
+    predictor: Predictor, scored: _Scored, out_dir: Path, title: str, report_to: str, log: Log
+) -> list[Path]:
     from imdb_sentiment.evaluation.report import ReportData, report_metrics, write_report
     from imdb_sentiment.tracking import wandb_eval_run
 
     preds = scored.predictions
     data = ReportData(
-        labels=scored.labels, positive=scored.probs[:, 1], uncalibrated=scored.raw[:, 1],
-        n_tokens=preds["n_tokens"].tolist(), budget=window_budget(predictor),
+        labels=scored.labels,
+        positive=scored.probs[:, 1],
+        uncalibrated=scored.raw[:, 1],
+        n_tokens=preds["n_tokens"].tolist(),
+        budget=window_budget(predictor),
         ratings=preds["rating"].to_numpy() if "rating" in preds.columns else None,
         temperature=predictor.settings.temperature,
         long_reviews=scored.metrics["long_reviews"],

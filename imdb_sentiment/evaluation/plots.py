@@ -53,8 +53,14 @@ def confusion_matrix_figure(plt: Any, y: np.ndarray, p1: np.ndarray, title: str)
     for i in range(2):
         for j in range(2):
             # White text on the dark half of the colour map, black on the light half.
-            ax.text(j, i, f"{cm[i, j]:,}\n{rates[i, j]:.1%}", ha="center", va="center",
-                    color="white" if rates[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]:,}\n{rates[i, j]:.1%}",
+                ha="center",
+                va="center",
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
     ax.set_xticks([0, 1], list(LABELS))
     ax.set_yticks([0, 1], list(LABELS))
     ax.set_xlabel("predicted")
@@ -63,13 +69,16 @@ def confusion_matrix_figure(plt: Any, y: np.ndarray, p1: np.ndarray, title: str)
     return fig
 
 
-def reliability_figure(plt: Any, y: np.ndarray, p1: np.ndarray,
-                       uncalibrated: np.ndarray | None, title: str) -> Any:
+def reliability_figure(
+    plt: Any, y: np.ndarray, p1: np.ndarray, uncalibrated: np.ndarray | None, title: str
+) -> Any:
     """Accuracy against confidence per bin (above) and reviews per bin (below, log scale)."""
-    fig, (ax, axn) = plt.subplots(2, 1, figsize=(5, 5.5), sharex=True,
-                                  gridspec_kw={"height_ratios": [3, 1]})
-    ax.plot([MIN_CONFIDENCE, 1], [MIN_CONFIDENCE, 1], "--", color="grey",
-            label="perfectly calibrated")
+    fig, (ax, axn) = plt.subplots(
+        2, 1, figsize=(5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot(
+        [MIN_CONFIDENCE, 1], [MIN_CONFIDENCE, 1], "--", color="grey", label="perfectly calibrated"
+    )
     series = [("calibrated", p1, "tab:blue")]
     if uncalibrated is not None:
         series.insert(0, ("uncalibrated (T=1)", np.asarray(uncalibrated), "tab:orange"))
@@ -77,11 +86,15 @@ def reliability_figure(plt: Any, y: np.ndarray, p1: np.ndarray,
         table = reliability_table(y, probs)
         keep = table.counts > 0
         ece = expected_calibration_error(y, probs)
-        ax.plot(table.confidence[keep], table.accuracy[keep], "o-", color=colour,
-                label=f"{name}: ECE {ece:.3f}")
+        ax.plot(
+            table.confidence[keep],
+            table.accuracy[keep],
+            "o-",
+            color=colour,
+            label=f"{name}: ECE {ece:.3f}",
+        )
         width = (table.edges[1] - table.edges[0]) / len(series)
-        axn.bar(table.edges[:-1] + width * (k + 0.5), table.counts, width=width * 0.9,
-                color=colour)
+        axn.bar(table.edges[:-1] + width * (k + 0.5), table.counts, width=width * 0.9, color=colour)
     ax.set_ylabel("accuracy in bin")
     ax.set_ylim(min(0.4, float(np.nanmin(ax.get_ylim()))), 1.02)
     ax.legend(fontsize=8, loc="upper left")
@@ -108,20 +121,33 @@ def roc_curve_figure(plt: Any, y: np.ndarray, p1: np.ndarray, title: str) -> Any
     return fig
 
 
-def accuracy_by_length_figure(plt: Any, by_length: list[dict[str, Any]], overall: float,
-                              title: str) -> Any:
+def accuracy_by_length_figure(
+    plt: Any, by_length: list[dict[str, Any]], overall: float, title: str
+) -> Any:
     """Accuracy per length bucket with Wilson intervals, against the overall accuracy."""
     fig, ax = plt.subplots(figsize=(6, 4))
     names = [r["slice"] for r in by_length]
     acc = np.array([r["accuracy"] for r in by_length])
-    err = np.nan_to_num([[r["accuracy"] - r["accuracy_low"] for r in by_length],
-                         [r["accuracy_high"] - r["accuracy"] for r in by_length]])
+    err = np.nan_to_num(
+        [
+            [r["accuracy"] - r["accuracy_low"] for r in by_length],
+            [r["accuracy_high"] - r["accuracy"] for r in by_length],
+        ]
+    )
     bottom = CHANCE if all(r["accuracy_low"] >= CHANCE for r in by_length) else 0.0
-    ax.bar(range(len(names)), acc - bottom, bottom=bottom, yerr=err, capsize=4,
-           color="tab:blue", alpha=0.8)
+    ax.bar(
+        range(len(names)),
+        acc - bottom,
+        bottom=bottom,
+        yerr=err,
+        capsize=4,
+        color="tab:blue",
+        alpha=0.8,
+    )
     for i, r in enumerate(by_length):
-        ax.text(i, bottom + 0.01, f"n={r['n']:,}", ha="center", va="bottom", fontsize=8,
-                color="white")
+        ax.text(
+            i, bottom + 0.01, f"n={r['n']:,}", ha="center", va="bottom", fontsize=8, color="white"
+        )
     ax.axhline(overall, color="black", linestyle=":", label=f"overall {overall:.1%}")
     ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
     ax.set_xlabel("review length (tokens)")
@@ -139,9 +165,14 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
-def make_plots(out_dir: Path, labels: np.ndarray, positive: np.ndarray,
-               uncalibrated: np.ndarray | None, by_length: list[dict[str, Any]],
-               title: str) -> list[Path]:
+def make_plots(
+    out_dir: Path,
+    labels: np.ndarray,
+    positive: np.ndarray,
+    uncalibrated: np.ndarray | None,
+    by_length: list[dict[str, Any]],
+    title: str,
+) -> list[Path]:
     """Confusion matrix, reliability diagram, ROC curve and accuracy by length, as PNG files."""
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,9 +181,13 @@ def make_plots(out_dir: Path, labels: np.ndarray, positive: np.ndarray,
     overall = float(np.mean(predicted_labels(p1) == y)) if len(y) else 0.0
     return [
         _save(plt, confusion_matrix_figure(plt, y, p1, title), out_dir / "confusion_matrix.png"),
-        _save(plt, reliability_figure(plt, y, p1, uncalibrated, title),
-              out_dir / "reliability.png"),
+        _save(
+            plt, reliability_figure(plt, y, p1, uncalibrated, title), out_dir / "reliability.png"
+        ),
         _save(plt, roc_curve_figure(plt, y, p1, title), out_dir / "roc_curve.png"),
-        _save(plt, accuracy_by_length_figure(plt, by_length, overall, title),
-              out_dir / "accuracy_by_length.png"),
+        _save(
+            plt,
+            accuracy_by_length_figure(plt, by_length, overall, title),
+            out_dir / "accuracy_by_length.png",
+        ),
     ]

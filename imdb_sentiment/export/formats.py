@@ -24,8 +24,9 @@ def check_format(format_: str) -> str:
     return format_
 
 
-def export_model(run: str | Path, format_: str, options: ExportOptions | None = None, *,
-                 log: Log = print) -> ExportResult:
+def export_model(
+    run: str | Path, format_: str, options: ExportOptions | None = None, *, log: Log = print
+) -> ExportResult:
     """``imdb-sentiment export``: the ONNX files, or the PyTorch int8 plan (``torch-int8``)."""
     check_format(format_)
     if format_ == "torch-int8":

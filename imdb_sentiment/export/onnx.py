@@ -73,14 +73,23 @@ def export_graph(predictor: Predictor, path: Path) -> None:
     wrapper = _Logits(model).eval()
     enc = predictor.encode(["a short review", "another, somewhat longer review of a film"])
     _, ids, mask = next(iter(predictor._batches(enc)))
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            "logits": {0: "batch"}}
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch"},
+    }
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (torch.from_numpy(ids), torch.from_numpy(mask)), str(path), dynamo=False,
-            input_names=["input_ids", "attention_mask"], output_names=["logits"],
-            dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
+            wrapper,
+            (torch.from_numpy(ids), torch.from_numpy(mask)),
+            str(path),
+            dynamo=False,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
         )
     model.eval()
 
@@ -96,8 +105,9 @@ def optimize_graph(path: Path, log: Log) -> None:
         return
     try:
         # BERT, MiniLM, DistilBERT and RoBERTa graphs share the patterns the "bert" type fuses.
-        optimized = optimize_model(str(path), model_type="bert", num_heads=0, hidden_size=0,
-                                   opt_level=1)
+        optimized = optimize_model(
+            str(path), model_type="bert", num_heads=0, hidden_size=0, opt_level=1
+        )
         optimized.save_model_to_file(str(path))
     except Exception as exc:  # the optimizer raises a variety of errors on unknown patterns
         log(f"onnx graph optimization skipped ({type(exc).__name__}: {str(exc)[:120]})")
@@ -119,7 +129,8 @@ def _is_ffn(node_name: str) -> bool:
     """Feed-forward layers of BERT-like (``intermediate``/``output``) and DistilBERT (``ffn``)."""
     name = node_name.lower()
     return "attention" not in name and any(
-        part in name for part in ("/intermediate/", "/output/dense/", "/ffn/"))
+        part in name for part in ("/intermediate/", "/output/dense/", "/ffn/")
+    )
 
 
 # Tried in order until one passes the parity check. On x86 CPUs without VNNI (AVX2 only) the
@@ -128,18 +139,34 @@ def _is_ffn(node_name: str) -> bool:
 INT8_RECIPES = (
     Int8Recipe("fused-u8-per-channel", fused=True, unsigned_weights=True, per_channel=True),
     Int8Recipe("u8-per-channel", fused=False, unsigned_weights=True, per_channel=True),
-    Int8Recipe("s8-per-channel-reduced", fused=False, unsigned_weights=False, per_channel=True,
-               reduce_range=True),
+    Int8Recipe(
+        "s8-per-channel-reduced",
+        fused=False,
+        unsigned_weights=False,
+        per_channel=True,
+        reduce_range=True,
+    ),
     # Attention projections, pooler and classifier stay fp32: slower, but closest to PyTorch.
-    Int8Recipe("fused-u8-per-channel-ffn-only", fused=True, unsigned_weights=True,
-               per_channel=True, ffn_only=True),
-    Int8Recipe("u8-per-channel-ffn-only", fused=False, unsigned_weights=True, per_channel=True,
-               ffn_only=True),
+    Int8Recipe(
+        "fused-u8-per-channel-ffn-only",
+        fused=True,
+        unsigned_weights=True,
+        per_channel=True,
+        ffn_only=True,
+    ),
+    Int8Recipe(
+        "u8-per-channel-ffn-only",
+        fused=False,
+        unsigned_weights=True,
+        per_channel=True,
+        ffn_only=True,
+    ),
 )
 
 
-def quantize_int8(src: Path, dst: Path, recipe: Int8Recipe = INT8_RECIPES[0], *,
-                  log: Log = print) -> None:
+def quantize_int8(
+    src: Path, dst: Path, recipe: Int8Recipe = INT8_RECIPES[0], *, log: Log = print
+) -> None:
     """Dynamic int8 quantization of the weights (activations quantized at run time)."""
     import logging
 
@@ -159,11 +186,18 @@ def quantize_int8(src: Path, dst: Path, recipe: Int8Recipe = INT8_RECIPES[0], *,
     if recipe.ffn_only:
         graph = onnx.load(str(src), load_external_data=False).graph
         options["op_types_to_quantize"] = ["MatMul"]
-        options["nodes_to_exclude"] = [n.name for n in graph.node
-                                       if n.op_type in ("MatMul", "Gemm") and not _is_ffn(n.name)]
-    quantize_dynamic(str(src), str(dst), weight_type=weight_type, per_channel=recipe.per_channel,
-                     reduce_range=recipe.reduce_range,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, **options)
+        options["nodes_to_exclude"] = [
+            n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and not _is_ffn(n.name)
+        ]
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=weight_type,
+        per_channel=recipe.per_channel,
+        reduce_range=recipe.reduce_range,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        **options,
+    )
     if recipe.fused:
         src.unlink()
 
@@ -189,7 +223,8 @@ class ExportOptions:
         """Reject bad flag values (exit 2) before any model is loaded."""
         if self.quantize is not None and self.quantize not in QUANTIZATIONS:
             raise ConfigError(
-                f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {self.quantize!r}")
+                f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {self.quantize!r}"
+            )
         if not 0.0 < self.min_agreement <= 1.0:
             raise ConfigError(f"--min-agreement must be in (0, 1], got {self.min_agreement}")
         if self.max_samples is not None and self.max_samples < 1:
@@ -209,18 +244,35 @@ class ExportResult:
 class _ParityCheck:
     """Scores one staged ONNX file against the PyTorch reference on the parity reviews."""
 
-    def __init__(self, reference: Predictor, texts: list[str], labels: np.ndarray | None,
-                 staging: Path, opts: ExportOptions) -> None:
+    def __init__(
+        self,
+        reference: Predictor,
+        texts: list[str],
+        labels: np.ndarray | None,
+        staging: Path,
+        opts: ExportOptions,
+    ) -> None:
         self.reference, self.texts, self.labels = reference, texts, labels
         self.staging, self.opts = staging, opts
         self.expected = probabilities(reference, texts)
 
     def __call__(self, variant: str, name: str) -> Parity:
         r = self.reference
-        candidate = Predictor(OnnxModel(self.staging / name, variant), r.tokenizer, r.settings,
-                              batch_size=self.opts.batch_size, model_dir=r.model_dir)
-        return compare(self.expected, probabilities(candidate, self.texts), self.labels,
-                       variant=variant, file=name, min_agreement=self.opts.min_agreement)
+        candidate = Predictor(
+            OnnxModel(self.staging / name, variant),
+            r.tokenizer,
+            r.settings,
+            batch_size=self.opts.batch_size,
+            model_dir=r.model_dir,
+        )
+        return compare(
+            self.expected,
+            probabilities(candidate, self.texts),
+            self.labels,
+            variant=variant,
+            file=name,
+            min_agreement=self.opts.min_agreement,
+        )
 
 
 def _quantize_first_passing(raw: Path, check: _ParityCheck, log: Log) -> Parity:
@@ -272,15 +324,22 @@ def check_destination(out_dir: Path, *, quantize: bool) -> None:
     The staged graphs take about twice the weights (the traced graph and its fused copy), and
     the int8 model a third more.
     """
-    check_writable(out_dir, hint="export needs to write beside the model; copy the run "
-                                 "somewhere writable and export that copy")
-    weights = sum(p.stat().st_size for p in out_dir.parent.glob("*")
-                  if p.suffix in (".safetensors", ".bin") and p.is_file())
+    check_writable(
+        out_dir,
+        hint="export needs to write beside the model; copy the run "
+        "somewhere writable and export that copy",
+    )
+    weights = sum(
+        p.stat().st_size
+        for p in out_dir.parent.glob("*")
+        if p.suffix in (".safetensors", ".bin") and p.is_file()
+    )
     check_free_space(out_dir, int(weights * (3.3 if quantize else 2)), "the ONNX export")
 
 
-def export_onnx(run: str | Path, options: ExportOptions | None = None, *,
-                log: Log = print) -> ExportResult:
+def export_onnx(
+    run: str | Path, options: ExportOptions | None = None, *, log: Log = print
+) -> ExportResult:
     """Export a trained model to ONNX (optionally int8) if it passes the parity check.
 
     For int8 the recipes are tried in order and the first that passes is kept. Nothing is
@@ -292,8 +351,13 @@ def export_onnx(run: str | Path, options: ExportOptions | None = None, *,
     check_destination(find_model_dir(run_path) / ONNX_DIR, quantize=opts.quantize is not None)
     reference = Predictor.from_path(run_path, precision="fp32", batch_size=opts.batch_size)
     texts, labels, source = parity_reviews(
-        run_path, file=opts.file, data_dir=opts.data_dir, text_column=opts.text_column,
-        label_column=opts.label_column, max_samples=opts.max_samples)
+        run_path,
+        file=opts.file,
+        data_dir=opts.data_dir,
+        text_column=opts.text_column,
+        label_column=opts.label_column,
+        max_samples=opts.max_samples,
+    )
     out_dir = (reference.model_dir or run_path) / ONNX_DIR
     with _staging(out_dir) as staging:
         log(f"exporting {reference.model_dir or run_path} to ONNX (opset {OPSET})")
@@ -304,10 +368,17 @@ def export_onnx(run: str | Path, options: ExportOptions | None = None, *,
         reports = _stage_models(raw, check, log)
         refuse_failed(reports, opts.min_agreement)
         s = reference.settings
-        write_json(staging / PARITY_FILE, {
-            "source": source, "n": len(texts), "min_agreement": opts.min_agreement,
-            "temperature": s.temperature, "max_length": s.max_length,
-            "models": [asdict(r) for r in reports]})
+        write_json(
+            staging / PARITY_FILE,
+            {
+                "source": source,
+                "n": len(texts),
+                "min_agreement": opts.min_agreement,
+                "temperature": s.temperature,
+                "max_length": s.max_length,
+                "models": [asdict(r) for r in reports],
+            },
+        )
         files = []
         for name in [r.file for r in reports] + [PARITY_FILE]:
             os.replace(staging / name, out_dir / name)

@@ -36,9 +36,16 @@ class Parity:
     recipe: str | None = None
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None,
-            *, variant: str, file: str, min_agreement: float,
-            max_accuracy_drop: float = MAX_ACCURACY_DROP) -> Parity:
+def compare(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    variant: str,
+    file: str,
+    min_agreement: float,
+    max_accuracy_drop: float = MAX_ACCURACY_DROP,
+) -> Parity:
     """Label agreement and positive-probability differences of two ``(n, 2)`` outputs.
 
     It passes with at least ``min_agreement`` label agreement and, where labels are known, at
@@ -54,10 +61,17 @@ def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | N
         torch_acc = float(np.mean(ref_label == labels))
     # A hair of slack so that an exact 0.3-point drop is not refused by float rounding.
     kept_accuracy = acc is None or torch_acc is None or torch_acc - acc <= max_accuracy_drop + 1e-9
-    return Parity(variant=variant, file=file, n=len(reference), agreement=agreement,
-                  max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
-                  passed=agreement >= min_agreement and kept_accuracy, accuracy=acc,
-                  torch_accuracy=torch_acc)
+    return Parity(
+        variant=variant,
+        file=file,
+        n=len(reference),
+        agreement=agreement,
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        passed=agreement >= min_agreement and kept_accuracy,
+        accuracy=acc,
+        torch_accuracy=torch_acc,
+    )
 
 
 def refuse_failed(reports: list[Parity], min_agreement: float) -> None:
@@ -85,8 +99,9 @@ def probabilities(predictor: Predictor, texts: list[str]) -> np.ndarray:
     return softmax(predictor.logits(predictor.encode(texts)), predictor.settings.temperature)
 
 
-def _from_file(file: str | Path, text_column: str,
-               label_column: str) -> tuple[list[str], np.ndarray | None]:
+def _from_file(
+    file: str | Path, text_column: str, label_column: str
+) -> tuple[list[str], np.ndarray | None]:
     """Texts of ``file``, with labels when it has a usable label column."""
     from imdb_sentiment.data.files import read_labelled_file, read_texts_file
 
@@ -104,14 +119,21 @@ def _from_validation(folder: Path) -> tuple[list[str], np.ndarray]:
     try:
         frame = load_split(folder, "validation")
     except DataError as exc:
-        raise DataError(f"{exc} (the parity check needs validation reviews; "
-                        "pass --data DIR or --file PATH)") from None
+        raise DataError(
+            f"{exc} (the parity check needs validation reviews; pass --data DIR or --file PATH)"
+        ) from None
     return frame["text"].tolist(), frame["label"].to_numpy()
 
 
-def parity_reviews(run: Path, *, file: str | Path | None = None, data_dir: str | Path | None = None,
-                   text_column: str = "text", label_column: str = "label",
-                   max_samples: int | None = 500) -> tuple[list[str], np.ndarray | None, str]:
+def parity_reviews(
+    run: Path,
+    *,
+    file: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    max_samples: int | None = 500,
+) -> tuple[list[str], np.ndarray | None, str]:
     """Reviews (and labels when known) to check an export on: validation, or ``file``."""
     from imdb_sentiment.runs import run_data_dir
 

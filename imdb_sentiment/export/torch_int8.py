@@ -47,8 +47,9 @@ FASTER = 0.9
 class _Candidates:
     """Builds int8 copies of the fp32 reference model and scores them against it."""
 
-    def __init__(self, reference: Predictor, texts: list[str], labels: np.ndarray | None,
-                 opts: ExportOptions) -> None:
+    def __init__(
+        self, reference: Predictor, texts: list[str], labels: np.ndarray | None, opts: ExportOptions
+    ) -> None:
         if reference.model is None:
             raise ModelError("the torch-int8 export needs the PyTorch model (backend torch)")
         self.reference, self.texts, self.labels, self.opts = reference, texts, labels, opts
@@ -61,18 +62,29 @@ class _Candidates:
     def predictor(self, keep_fp32: list[str]) -> Predictor:
         r = self.reference
         module = copy.deepcopy(r.model)
-        runtime = TorchModel(module, device="cpu", precision="int8",  # type: ignore[arg-type]
-                             int8_plan={"keep_fp32": keep_fp32})
-        return Predictor(runtime, r.tokenizer, r.settings, batch_size=self.opts.batch_size,
-                         model_dir=r.model_dir)
+        runtime = TorchModel(
+            module,  # type: ignore[arg-type]
+            device="cpu",
+            precision="int8",
+            int8_plan={"keep_fp32": keep_fp32},
+        )
+        return Predictor(
+            runtime, r.tokenizer, r.settings, batch_size=self.opts.batch_size, model_dir=r.model_dir
+        )
 
     def parity(self, keep_fp32: list[str]) -> Parity:
         candidate = self.predictor(keep_fp32)
         start = time.perf_counter()
         probs = probabilities(candidate, self.texts)
         self.int8_seconds[len(keep_fp32)] = time.perf_counter() - start
-        report = compare(self.expected, probs, self.labels, variant=VARIANT,
-                         file=plan_path("").name, min_agreement=self.opts.min_agreement)
+        report = compare(
+            self.expected,
+            probs,
+            self.labels,
+            variant=VARIANT,
+            file=plan_path("").name,
+            min_agreement=self.opts.min_agreement,
+        )
         report.recipe = f"{len(self.names) - len(keep_fp32)}/{len(self.names)} Linear int8"
         return report
 
@@ -102,8 +114,10 @@ def search_plan(candidates: _Candidates, log: Log) -> tuple[list[str], Parity, l
             break
         keep = [n for n, _ in ranking[:k]]
         tried.append(candidates.parity(keep))
-        log(f"  {k} kept fp32: agreement {tried[-1].agreement:.2%}, accuracy "
-            f"{tried[-1].accuracy if tried[-1].accuracy is not None else '-'}")
+        log(
+            f"  {k} kept fp32: agreement {tried[-1].agreement:.2%}, accuracy "
+            f"{tried[-1].accuracy if tried[-1].accuracy is not None else '-'}"
+        )
         if tried[-1].passed:
             return keep, tried[-1], ranking
     best = max(tried, key=lambda r: r.agreement)
@@ -118,11 +132,18 @@ def export_torch_int8(run: str | Path, opts: ExportOptions, *, log: Log = print)
     run_path = Path(run)
     reference = Predictor.from_path(run_path, precision="fp32", batch_size=opts.batch_size)
     texts, labels, source = parity_reviews(
-        run_path, file=opts.file, data_dir=opts.data_dir, text_column=opts.text_column,
-        label_column=opts.label_column, max_samples=opts.max_samples)
+        run_path,
+        file=opts.file,
+        data_dir=opts.data_dir,
+        text_column=opts.text_column,
+        label_column=opts.label_column,
+        max_samples=opts.max_samples,
+    )
     model_dir = reference.model_dir or run_path
-    log(f"dynamic int8 (per-channel weights) of {model_dir}; parity check on "
-        f"{len(texts):,} reviews ({source})")
+    log(
+        f"dynamic int8 (per-channel weights) of {model_dir}; parity check on "
+        f"{len(texts):,} reviews ({source})"
+    )
     candidates = _Candidates(reference, texts, labels, opts)
     keep, report, ranking = search_plan(candidates, log)
     # Timed on the parity reviews the check already ran: int8 with several layers kept fp32
@@ -130,17 +151,30 @@ def export_torch_int8(run: str | Path, opts: ExportOptions, *, log: Log = print)
     # where it was faster on the machine that checked it.
     fp32_s, int8_s = candidates.fp32_seconds, candidates.int8_seconds[len(keep)]
     faster = int8_s < FASTER * fp32_s
-    log(f"  fp32 {fp32_s:.1f}s, int8 {int8_s:.1f}s on the parity reviews: "
-        f"{'auto will use int8' if faster else 'not faster, auto keeps fp32'}")
+    log(
+        f"  fp32 {fp32_s:.1f}s, int8 {int8_s:.1f}s on the parity reviews: "
+        f"{'auto will use int8' if faster else 'not faster, auto keeps fp32'}"
+    )
     path = plan_path(model_dir)
-    write_json(path, {
-        "format_version": PLAN_VERSION, "passed": True, "engine": ENGINE,
-        "keep_fp32": keep, "linear_layers": len(candidates.names),
-        "source": source, "n": len(texts), "min_agreement": opts.min_agreement,
-        "max_accuracy_drop": MAX_ACCURACY_DROP, "max_length": reference.settings.max_length,
-        "checked_on": {"cpu": cpu_name(), "int8_kernel": int8_kernel()},
-        "fp32_seconds": fp32_s, "int8_seconds": int8_s, "faster": faster,
-        "sensitivity": [{"layer": n, "mean_abs_dp": s} for n, s in ranking],
-        "parity": asdict(report),
-    })
+    write_json(
+        path,
+        {
+            "format_version": PLAN_VERSION,
+            "passed": True,
+            "engine": ENGINE,
+            "keep_fp32": keep,
+            "linear_layers": len(candidates.names),
+            "source": source,
+            "n": len(texts),
+            "min_agreement": opts.min_agreement,
+            "max_accuracy_drop": MAX_ACCURACY_DROP,
+            "max_length": reference.settings.max_length,
+            "checked_on": {"cpu": cpu_name(), "int8_kernel": int8_kernel()},
+            "fp32_seconds": fp32_s,
+            "int8_seconds": int8_s,
+            "faster": faster,
+            "sensitivity": [{"layer": n, "mean_abs_dp": s} for n, s in ranking],
+            "parity": asdict(report),
+        },
+    )
     return ExportResult(out_dir=model_dir, files=[path], parity=[report], source=source)

@@ -101,14 +101,21 @@ class TorchModel:
 
     name = "torch"
 
-    def __init__(self, module: PreTrainedModel, *, device: str | None = None,
-                 precision: str = "auto", int8_plan: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        module: PreTrainedModel,
+        *,
+        device: str | None = None,
+        precision: str = "auto",
+        int8_plan: dict[str, Any] | None = None,
+    ) -> None:
         """Move ``module`` to ``device`` (CUDA when available) in ``precision``, in eval mode."""
         import torch
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.precision = inference_precision(precision, self.device.type,
-                                             int8_ready=int8_plan is not None)
+        self.precision = inference_precision(
+            precision, self.device.type, int8_ready=int8_plan is not None
+        )
         self.module = module
         as_module: torch.nn.Module = module
         as_module.to(self.device)
@@ -117,8 +124,10 @@ class TorchModel:
         as_module.eval()
         if self.precision == "int8":
             if int8_plan is None:
-                raise ModelError("--precision int8 needs the model's int8 plan "
-                                 "(imdb-sentiment export RUN --format torch-int8)")
+                raise ModelError(
+                    "--precision int8 needs the model's int8 plan "
+                    "(imdb-sentiment export RUN --format torch-int8)"
+                )
             quantize_linears(as_module, int8_plan["keep_fp32"])
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -191,7 +200,10 @@ class OnnxModel:
 
 
 def load_backend(
-    path: str | Path, backend: str = "torch", *, precision: str = "auto",
+    path: str | Path,
+    backend: str = "torch",
+    *,
+    precision: str = "auto",
     device: str | None = None,
 ) -> tuple[Runtime, PreTrainedTokenizerBase, InferenceSettings, Path]:
     """The runtime, tokenizer, inference settings and model folder of a run or model folder.
@@ -213,9 +225,14 @@ def load_backend(
         plan = require_plan(model_dir) if precision == "int8" else read_plan(model_dir)
         # auto takes int8 only from a plan measured faster than fp32, checked on the int8
         # kernels this CPU runs (AVX2 and VNNI kernels were measured to round differently).
-        if precision == "auto" and plan is not None and not (
+        if (
+            precision == "auto"
+            and plan is not None
+            and not (
                 plan.get("faster", False)
-                and plan.get("checked_on", {}).get("int8_kernel") == int8_kernel()):
+                and plan.get("checked_on", {}).get("int8_kernel") == int8_kernel()
+            )
+        ):
             plan = None
         runtime = TorchModel(module, device=device, precision=precision, int8_plan=plan)
         return runtime, tokenizer, settings, model_dir

@@ -108,13 +108,19 @@ class Predictor:
         # Measured for PyTorch only; ONNX Runtime keeps batch_size.
         self.max_batch_tokens: int | None = None
         if isinstance(runtime, TorchModel):
-            self.max_batch_tokens = (BF16_BATCH_TOKENS if runtime.precision == "bf16"
-                                     else FP32_BATCH_TOKENS)
+            self.max_batch_tokens = (
+                BF16_BATCH_TOKENS if runtime.precision == "bf16" else FP32_BATCH_TOKENS
+            )
 
     @classmethod
     def from_path(
-        cls, path: str | Path, *, backend: str = "torch", precision: str = "auto",
-        device: str | None = None, **kwargs: Any,
+        cls,
+        path: str | Path,
+        *,
+        backend: str = "torch",
+        precision: str = "auto",
+        device: str | None = None,
+        **kwargs: Any,
     ) -> Predictor:
         """Load from a run directory or a model folder.
 
@@ -125,7 +131,8 @@ class Predictor:
         before anything is loaded.
         """
         runtime, tokenizer, settings, model_dir = load_backend(
-            path, backend, precision=precision, device=device)
+            path, backend, precision=precision, device=device
+        )
         return cls(runtime, tokenizer, settings, model_dir=model_dir, **kwargs)
 
     @property
@@ -201,8 +208,9 @@ class Predictor:
         probs_at, enc = self.scores(texts)
         if self.long_reviews == "chunks":
             # Every token was read: report the review as whole.
-            enc = Encoded(enc.input_ids, enc.attention_mask, enc.n_tokens,
-                          [False] * len(enc.n_tokens))
+            enc = Encoded(
+                enc.input_ids, enc.attention_mask, enc.n_tokens, [False] * len(enc.n_tokens)
+            )
         return probs_at(self.settings.temperature), enc
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -247,8 +255,9 @@ def parse_uncertain_band(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def apply_uncertain_band(predictions: list[Prediction],
-                         band: tuple[float, float] | None) -> list[Prediction]:
+def apply_uncertain_band(
+    predictions: list[Prediction], band: tuple[float, float] | None
+) -> list[Prediction]:
     """Relabel predictions whose positive probability lies in ``[LO, HI]`` as ``uncertain``.
 
     The probability is left as it is, so a caller can still see how close the call was.

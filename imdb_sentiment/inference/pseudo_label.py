@@ -52,10 +52,15 @@ class PseudoLabelSettings:
     def check(self) -> PseudoLabelSettings:
         """Raise :class:`ConfigError` for a value out of range; return ``self``."""
         if not 0.5 < self.min_confidence <= 1:
-            raise ConfigError("--min-confidence must be in (0.5, 1] (the teacher's probability "
-                              f"of the label it gives), got {self.min_confidence}")
-        for flag, value in (("--max-reviews", self.max_reviews),
-                            ("--batch-size", self.batch_size), ("chunk size", self.chunk_size)):
+            raise ConfigError(
+                "--min-confidence must be in (0.5, 1] (the teacher's probability "
+                f"of the label it gives), got {self.min_confidence}"
+            )
+        for flag, value in (
+            ("--max-reviews", self.max_reviews),
+            ("--batch-size", self.batch_size),
+            ("chunk size", self.chunk_size),
+        ):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} must be at least 1, got {value}")
         return self
@@ -70,12 +75,14 @@ class PseudoLabelResult:
     manifest: dict[str, Any]
 
 
-def teacher_probabilities(teacher: Path, texts: Sequence[str], settings: PseudoLabelSettings,
-                          log: Log = print) -> tuple[np.ndarray, dict[str, Any]]:
+def teacher_probabilities(
+    teacher: Path, texts: Sequence[str], settings: PseudoLabelSettings, log: Log = print
+) -> tuple[np.ndarray, dict[str, Any]]:
     """The teacher's calibrated positive-class probability for each text, scored a chunk at a
     time, and what the manifest says about the teacher."""
-    predictor = Predictor.from_path(teacher, batch_size=settings.batch_size,
-                                    precision=settings.precision)
+    predictor = Predictor.from_path(
+        teacher, batch_size=settings.batch_size, precision=settings.precision
+    )
     out = np.empty(len(texts), dtype=np.float64)
     start = time.perf_counter()
     for lo in range(0, len(texts), settings.chunk_size):
@@ -86,13 +93,16 @@ def teacher_probabilities(teacher: Path, texts: Sequence[str], settings: PseudoL
     return out, _teacher_record(teacher, predictor, seconds, len(texts))
 
 
-def _teacher_record(teacher: Path, predictor: Predictor, seconds: float,
-                    n: int) -> dict[str, Any]:
+def _teacher_record(teacher: Path, predictor: Predictor, seconds: float, n: int) -> dict[str, Any]:
     s = predictor.settings
     record: dict[str, Any] = {
-        "run": str(teacher.resolve()), "base_model": s.base_model,
-        "max_length": s.max_length, "truncation": s.truncation, "temperature": s.temperature,
-        "precision": predictor.precision, "seconds": round(seconds, 2),
+        "run": str(teacher.resolve()),
+        "base_model": s.base_model,
+        "max_length": s.max_length,
+        "truncation": s.truncation,
+        "temperature": s.temperature,
+        "precision": predictor.precision,
+        "seconds": round(seconds, 2),
         "reviews_per_second": round(n / seconds, 1) if seconds > 0 else None,
     }
     try:
@@ -103,8 +113,9 @@ def _teacher_record(teacher: Path, predictor: Predictor, seconds: float,
     return record
 
 
-def select(texts: Sequence[str], positive: np.ndarray, min_confidence: float,
-           balance: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
+def select(
+    texts: Sequence[str], positive: np.ndarray, min_confidence: float, balance: bool
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The confident reviews (most confident first within each label when balancing) as
     ``text,label,confidence`` in pool order, and the counts per label before and after."""
     labels = predicted_labels(positive)
@@ -119,27 +130,42 @@ def select(texts: Sequence[str], positive: np.ndarray, min_confidence: float,
             idx = np.flatnonzero(sure & (labels == i))
             # Most confident first; ties keep pool order, so the choice is deterministic.
             keep[idx[np.argsort(-confidence[idx], kind="stable")[:n]]] = True
-    frame = pd.DataFrame({
-        "text": [t for t, k in zip(texts, keep, strict=True) if k],
-        "label": labels[keep].astype("int64"),
-        "confidence": confidence[keep].astype("float64"),
-    }, columns=list(PSEUDO_COLUMNS))
+    frame = pd.DataFrame(
+        {
+            "text": [t for t, k in zip(texts, keep, strict=True) if k],
+            "label": labels[keep].astype("int64"),
+            "confidence": confidence[keep].astype("float64"),
+        },
+        columns=list(PSEUDO_COLUMNS),
+    )
     kept = {name: int((labels[keep] == i).sum()) for i, name in enumerate(LABELS)}
     predicted = {name: int((labels == i).sum()) for i, name in enumerate(LABELS)}
     return frame, {"predicted": predicted, "confident": per_label, "kept": kept}
 
 
-def pseudo_label(teachers: Sequence[Path], unlabelled: Path, output: Path,
-                 settings: PseudoLabelSettings, *, data_dir: str | Path,
-                 log: Log = print) -> PseudoLabelResult:
+def pseudo_label(
+    teachers: Sequence[Path],
+    unlabelled: Path,
+    output: Path,
+    settings: PseudoLabelSettings,
+    *,
+    data_dir: str | Path,
+    log: Log = print,
+) -> PseudoLabelResult:
     """Label the reviews of ``unlabelled`` that may be trained on (none of ``data_dir``'s
     splits) with the average of ``teachers``' probabilities, keep the confident ones, and write
     ``output`` (parquet) and its manifest; each in one rename."""
     settings.check()
     start = time.perf_counter()
-    pool = unlabelled_pool(data_dir, unlabelled, text_column=settings.text_column,
-                           drop_overlap=settings.drop_overlap, max_reviews=settings.max_reviews,
-                           seed=settings.seed, log=log)
+    pool = unlabelled_pool(
+        data_dir,
+        unlabelled,
+        text_column=settings.text_column,
+        drop_overlap=settings.drop_overlap,
+        max_reviews=settings.max_reviews,
+        seed=settings.seed,
+        log=log,
+    )
     total = np.zeros(len(pool.texts), dtype=np.float64)
     records = []
     for teacher in teachers:
@@ -149,11 +175,7 @@ def pseudo_label(teachers: Sequence[Path], unlabelled: Path, output: Path,
     positive = total / len(teachers)
     frame, labels = select(pool.texts, positive, settings.min_confidence, settings.balance)
     if frame.empty:
-        best = float(np.max(np.maximum(positive, 1.0 - positive)))
-        which = "reviews of one label at most (--balance needs both)" if settings.balance \
-            else "no review"
-        raise DataError(f"nothing kept: {which} reached --min-confidence {settings.min_confidence} "
-                        f"(the most confident: {best:.3f}); lower it or use a better teacher")
+        raise _nothing_kept(positive, settings)
     _write_parquet(frame, output)
     manifest = {
         "kind": "pseudo-labels",
@@ -164,14 +186,30 @@ def pseudo_label(teachers: Sequence[Path], unlabelled: Path, output: Path,
         "settings": asdict(settings),
         "counts": {**pool.counts, "labelled": len(pool.texts), "kept": len(frame)},
         "labels": labels,
-        "output": {"path": str(output.resolve()), "sha256": file_sha256(output),
-                   "rows": len(frame), "columns": list(PSEUDO_COLUMNS)},
+        "output": {
+            "path": str(output.resolve()),
+            "sha256": file_sha256(output),
+            "rows": len(frame),
+            "columns": list(PSEUDO_COLUMNS),
+        },
         "seconds": round(time.perf_counter() - start, 2),
         "imdb_sentiment_version": __version__,
     }
     where = manifest_path(output)
     write_json(where, manifest)
     return PseudoLabelResult(output, where, manifest)
+
+
+def _nothing_kept(positive: np.ndarray, settings: PseudoLabelSettings) -> DataError:
+    """Why no review passed the selection, with the most confident probability seen."""
+    best = float(np.max(np.maximum(positive, 1.0 - positive)))
+    which = (
+        "reviews of one label at most (--balance needs both)" if settings.balance else "no review"
+    )
+    return DataError(
+        f"nothing kept: {which} reached --min-confidence {settings.min_confidence} "
+        f"(the most confident: {best:.3f}); lower it or use a better teacher"
+    )
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

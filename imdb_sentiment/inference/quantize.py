@@ -39,8 +39,9 @@ def linear_names(module: torch.nn.Module) -> list[str]:
     return [n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
 
 
-def quantize_linears(module: torch.nn.Module, keep_fp32: list[str] | tuple[str, ...] = ()
-                     ) -> torch.nn.Module:
+def quantize_linears(
+    module: torch.nn.Module, keep_fp32: list[str] | tuple[str, ...] = ()
+) -> torch.nn.Module:
     """Dynamic int8 (per-channel weights) for every Linear not named in ``keep_fp32``, in place.
 
     Returns the quantized module (the same object); a model with no Linear left to quantize

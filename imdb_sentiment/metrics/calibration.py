@@ -92,8 +92,9 @@ def reliability_table(labels: np.ndarray, positive: np.ndarray, bins: int = 15) 
     return ReliabilityTable(edges, counts, mean_conf, mean_acc)
 
 
-def cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, folds: int = 2,
-                     seed: int = 0) -> dict[str, float]:
+def cross_fitted_ece(
+    logits: np.ndarray, labels: np.ndarray, folds: int = 2, seed: int = 0
+) -> dict[str, float]:
     """ECE and Brier after temperature scaling, each review scored by a T fitted without it.
 
     Fitting T and measuring ECE on the same reviews flatters the result; this k-fold estimate is
@@ -115,8 +116,13 @@ def cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, folds: int = 2,
     return {"ece": expected_calibration_error(y, p1), "brier": brier_score(y, p1)}
 
 
-def calibration_summary(labels: np.ndarray, uncalibrated: np.ndarray, calibrated: np.ndarray,
-                        temperature: float, **extra: Any) -> dict[str, Any]:
+def calibration_summary(
+    labels: np.ndarray,
+    uncalibrated: np.ndarray,
+    calibrated: np.ndarray,
+    temperature: float,
+    **extra: Any,
+) -> dict[str, Any]:
     """The one calibration record that training, ``eval`` and the model card all use.
 
     ``uncalibrated`` and ``calibrated`` are positive-class probabilities at T = 1 and at

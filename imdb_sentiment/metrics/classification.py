@@ -63,8 +63,9 @@ def trainer_metrics(eval_pred: Any) -> dict[str, float]:
     return {k: v for k, v in m.items() if isinstance(v, float) and k != "majority_rate"}
 
 
-def predictions_frame(texts: list[str], labels: np.ndarray, probs: np.ndarray,
-                      extra: dict[str, Any] | None = None) -> Any:
+def predictions_frame(
+    texts: list[str], labels: np.ndarray, probs: np.ndarray, extra: dict[str, Any] | None = None
+) -> Any:
     """Per-review predictions as a DataFrame (text, label, predicted, probability, correct)."""
     import pandas as pd
 

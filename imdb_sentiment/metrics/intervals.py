@@ -56,8 +56,9 @@ def _bootstrap_auc(counts: np.ndarray, y_sorted: np.ndarray, starts: np.ndarray)
         return np.asarray((pos * (below + 0.5 * neg)).sum(axis=1) / total)
 
 
-def _resampled_metrics(y: np.ndarray, p1: np.ndarray, samples: int,
-                       seed: int) -> dict[str, np.ndarray]:
+def _resampled_metrics(
+    y: np.ndarray, p1: np.ndarray, samples: int, seed: int
+) -> dict[str, np.ndarray]:
     """Accuracy, F1 and ROC-AUC of ``samples`` resamples (with replacement) of the reviews."""
     n = len(y)
     pred = predicted_labels(p1)
@@ -98,9 +99,14 @@ def _point_estimates(y: np.ndarray, p1: np.ndarray) -> dict[str, float]:
     }
 
 
-def bootstrap_intervals(labels: np.ndarray, positive: np.ndarray, *,
-                        samples: int = BOOTSTRAP_SAMPLES, level: float = CONFIDENCE_LEVEL,
-                        seed: int = 0) -> dict[str, dict[str, float]]:
+def bootstrap_intervals(
+    labels: np.ndarray,
+    positive: np.ndarray,
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    level: float = CONFIDENCE_LEVEL,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
     """Percentile bootstrap intervals for accuracy, F1 and ROC-AUC (reviews resampled).
 
     Returns ``{metric: {"value", "low", "high"}}`` plus ``"_meta"``; ``value`` is the estimate
@@ -138,8 +144,9 @@ def wilson_interval(successes: int, n: int, level: float = CONFIDENCE_LEVEL) -> 
     return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
 
 
-def paired_accuracy_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray, *,
-                               samples: int = 2000, seed: int = 0) -> dict[str, float | int]:
+def paired_accuracy_difference(
+    labels: np.ndarray, a: np.ndarray, b: np.ndarray, *, samples: int = 2000, seed: int = 0
+) -> dict[str, float | int]:
     """Accuracy of ``b`` minus ``a`` on the same reviews, with a paired bootstrap 95% interval.
 
     ``a`` and ``b`` are positive-class probabilities of two models for the same reviews; pairing
@@ -154,6 +161,10 @@ def paired_accuracy_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray,
     n = len(diff)
     boots = np.array([diff[rng.integers(0, n, n)].mean() for _ in range(samples)])
     low, high = np.percentile(boots, [2.5, 97.5])
-    return {"difference": float(diff.mean()), "low": float(low), "high": float(high),
-            "only_b_right": int(((right_b == 1) & (right_a == 0)).sum()),
-            "only_a_right": int(((right_a == 1) & (right_b == 0)).sum())}
+    return {
+        "difference": float(diff.mean()),
+        "low": float(low),
+        "high": float(high),
+        "only_b_right": int(((right_b == 1) & (right_a == 0)).sum()),
+        "only_a_right": int(((right_a == 1) & (right_b == 0)).sum()),
+    }

@@ -27,8 +27,9 @@ def length_bucket_labels(budget: int, long_reviews: str = "truncate") -> list[st
     return names
 
 
-def length_buckets(n_tokens: Sequence[int], budget: int,
-                   long_reviews: str = "truncate") -> list[str]:
+def length_buckets(
+    n_tokens: Sequence[int], budget: int, long_reviews: str = "truncate"
+) -> list[str]:
     """The bucket of each review: by token count, and every review over the window in one."""
     names = length_bucket_labels(budget, long_reviews)
     edges = [e for e in LENGTH_EDGES if e < budget] + [budget]
@@ -53,8 +54,12 @@ def _slice_row(name: str, y: np.ndarray, p1: np.ndarray) -> dict[str, Any]:
     }
 
 
-def slice_metrics(labels: np.ndarray, positive: np.ndarray, keys: Sequence[Any],
-                  order: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+def slice_metrics(
+    labels: np.ndarray,
+    positive: np.ndarray,
+    keys: Sequence[Any],
+    order: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
     """Accuracy (with a Wilson interval), errors and confidence for each value of ``keys``.
 
     Rows follow ``order`` when given (values absent from ``keys`` are skipped), else sorted keys.

@@ -81,17 +81,22 @@ class InferenceSettings:
             value = getattr(self, key)
             number = isinstance(value, int) or (key == "temperature" and isinstance(value, float))
             if isinstance(value, bool) or not number or value <= 0:
-                raise ModelError(f"{path}: {key} must be a positive number, got {value!r}; "
-                                 f"{_REPAIR}")
+                raise ModelError(
+                    f"{path}: {key} must be a positive number, got {value!r}; {_REPAIR}"
+                )
         if not isinstance(self.truncation, str):
-            raise ModelError(f"{path}: truncation must be text, got {self.truncation!r}; "
-                             f"{_REPAIR}")
+            raise ModelError(f"{path}: truncation must be text, got {self.truncation!r}; {_REPAIR}")
 
 
 _REPAIR = "restore the model folder from the run or train again"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_MODEL_FILES = ("config.json", *WEIGHT_FILES, "tokenizer.json", "tokenizer_config.json",
-                INFERENCE_FILE)
+_MODEL_FILES = (
+    "config.json",
+    *WEIGHT_FILES,
+    "tokenizer.json",
+    "tokenizer_config.json",
+    INFERENCE_FILE,
+)
 
 
 def _quiet_transformers() -> None:
@@ -134,7 +139,10 @@ def load_model_for_training(name_or_path: str) -> PreTrainedModel:
     try:
         # float32 master weights whatever the checkpoint's dtype; mixed precision is autocast.
         return AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID,
+            name_or_path,
+            num_labels=2,
+            id2label=ID2LABEL,
+            label2id=LABEL2ID,
             dtype=torch.float32,
         )
     except (OSError, ValueError, KeyError) as exc:
@@ -151,7 +159,8 @@ def load_model_for_masked_lm(name_or_path: str) -> tuple[PreTrainedModel, list[s
     _quiet_transformers()
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(
-            name_or_path, dtype=torch.float32, output_loading_info=True)
+            name_or_path, dtype=torch.float32, output_loading_info=True
+        )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(_load_failure(name_or_path, exc)) from None
     return model, sorted(info.get("missing_keys", []))
@@ -195,8 +204,10 @@ def _run_state(status_path: Path) -> str:
     try:
         status = json.loads(status_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise ModelError(f"{status_path} is damaged ({type(exc).__name__}); the run's state is "
-                         "unknown and it holds no model") from None
+        raise ModelError(
+            f"{status_path} is damaged ({type(exc).__name__}); the run's state is "
+            "unknown and it holds no model"
+        ) from None
     state = status.get("state") if isinstance(status, dict) else None
     return str(state) if state is not None else "unknown"
 
@@ -215,7 +226,8 @@ def check_model_files(model_dir: Path) -> None:
             raise ModelError(
                 f"cannot read {path}: permission denied (mode {st.st_mode & 0o777:04o}, owner "
                 f"uid {st.st_uid}, this process uid {os.geteuid()}); make it readable, e.g. "
-                f"chmod a+r {path}") from None
+                f"chmod a+r {path}"
+            ) from None
         except OSError as exc:
             raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
         if name == "model.safetensors":
@@ -231,16 +243,20 @@ def _check_safetensors(path: Path, head: bytes) -> None:
         raise ModelError(f"{damaged}: only {size} bytes; {_REPAIR}")
     header_len = int.from_bytes(head, "little")
     if header_len > size - 8:
-        raise ModelError(f"{damaged}: truncated ({size:,} bytes, shorter than its own "
-                         f"header); {_REPAIR}")
+        raise ModelError(
+            f"{damaged}: truncated ({size:,} bytes, shorter than its own header); {_REPAIR}"
+        )
     with path.open("rb") as handle:
         handle.seek(8)
         try:
             header = json.loads(handle.read(header_len))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ModelError(f"{damaged}: its header is not valid; {_REPAIR}") from None
-    ends = [t["data_offsets"][1] for k, t in header.items()
-            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
+    ends = [
+        t["data_offsets"][1]
+        for k, t in header.items()
+        if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t
+    ]
     expected = 8 + header_len + max(ends, default=0)
     if size < expected:
         raise ModelError(f"{damaged}: truncated ({size:,} of {expected:,} bytes); {_REPAIR}")

@@ -180,8 +180,13 @@ class Windows:
         return np.bincount(self.owner, minlength=self.n_reviews)
 
 
-def split_windows(token_ids: list[list[int]], prefix: list[int], suffix: list[int],
-                  max_length: int, overlap: int | None = None) -> Windows:
+def split_windows(
+    token_ids: list[list[int]],
+    prefix: list[int],
+    suffix: list[int],
+    max_length: int,
+    overlap: int | None = None,
+) -> Windows:
     """Cut each review's ids (without special tokens) into overlapping full-length windows."""
     budget = max_length - len(prefix) - len(suffix)
     ids_out: list[list[int]] = []
@@ -193,8 +198,12 @@ def split_windows(token_ids: list[list[int]], prefix: list[int], suffix: list[in
     return Windows(ids_out, np.asarray(owner, dtype=np.int64), [len(ids) for ids in token_ids])
 
 
-def chunk_windows(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
-                  overlap: int | None = None) -> Windows:
+def chunk_windows(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int,
+    overlap: int | None = None,
+) -> Windows:
     """Clean and tokenize reviews whole, then cut them into overlapping full-length windows."""
     token_ids, max_length = _tokenize_whole(tokenizer, texts, max_length)
     prefix, suffix = special_tokens(tokenizer)
@@ -211,8 +220,8 @@ def average_by_review(window_probs: np.ndarray, owner: np.ndarray, n_reviews: in
     return out / counts[:, None]
 
 
-def chunked_probabilities(windows: Windows, window_logits: np.ndarray,
-                          temperature: float) -> np.ndarray:
+def chunked_probabilities(
+    windows: Windows, window_logits: np.ndarray, temperature: float
+) -> np.ndarray:
     """Per-review probabilities: temperature-scaled softmax per window, averaged per review."""
-    return average_by_review(softmax(window_logits, temperature), windows.owner,
-                             windows.n_reviews)
+    return average_by_review(softmax(window_logits, temperature), windows.owner, windows.n_reviews)

@@ -52,28 +52,43 @@ class Signal:
 CONFIDENCE_RESOLUTION = 3  # decimals
 
 
-def _ks(name: str, batch: np.ndarray, ref: np.ndarray,
-        decimals: int | None = None) -> tuple[str, str, float, float, float, float]:
+def _ks(
+    name: str, batch: np.ndarray, ref: np.ndarray, decimals: int | None = None
+) -> tuple[str, str, float, float, float, float]:
     if decimals is not None:
         batch, ref = np.round(batch, decimals), np.round(ref, decimals)
     result = stats.ks_2samp(batch, ref)
-    return name, "kolmogorov-smirnov", float(result.statistic), float(result.pvalue), \
-        float(np.mean(ref)), float(np.mean(batch))
+    return (
+        name,
+        "kolmogorov-smirnov",
+        float(result.statistic),
+        float(result.pvalue),
+        float(np.mean(ref)),
+        float(np.mean(batch)),
+    )
 
 
-def _two_proportions(name: str, flags: np.ndarray, ref_flags: np.ndarray) -> tuple[
-        str, str, float, float, float, float]:
+def _two_proportions(
+    name: str, flags: np.ndarray, ref_flags: np.ndarray
+) -> tuple[str, str, float, float, float, float]:
     # Fisher's exact test on the 2x2 table, not a binomial test against the reference share:
     # the reference is a sample too, and taking its share as exact raises false alarms.
     hits, ref_hits = int(flags.sum()), int(ref_flags.sum())
     table = [[hits, len(flags) - hits], [ref_hits, len(ref_flags) - ref_hits]]
     result = stats.fisher_exact(table)
-    return name, "fisher exact", float(flags.mean()), float(result.pvalue), \
-        float(ref_flags.mean()), float(flags.mean())
+    return (
+        name,
+        "fisher exact",
+        float(flags.mean()),
+        float(result.pvalue),
+        float(ref_flags.mean()),
+        float(flags.mean()),
+    )
 
 
-def _mann_whitney(name: str, batch: np.ndarray, ref: np.ndarray) -> tuple[str, str, float, float,
-                                                                          float, float]:
+def _mann_whitney(
+    name: str, batch: np.ndarray, ref: np.ndarray
+) -> tuple[str, str, float, float, float, float]:
     if np.ptp(np.concatenate([batch, ref])) == 0:
         p_value, statistic = 1.0, 0.0  # every value equal: nothing can differ
     else:
@@ -103,9 +118,15 @@ def mmd_test(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float]
         return values if np.ndim(a) > 1 else values[0]
 
     result = stats.permutation_test(
-        (np.arange(len(x)), np.arange(len(x), len(pooled))), mmd, permutation_type="independent",
-        n_resamples=MMD_RESAMPLES, alternative="greater", vectorized=True, batch=250,
-        random_state=np.random.default_rng(seed))
+        (np.arange(len(x)), np.arange(len(x), len(pooled))),
+        mmd,
+        permutation_type="independent",
+        n_resamples=MMD_RESAMPLES,
+        alternative="greater",
+        vectorized=True,
+        batch=250,
+        random_state=np.random.default_rng(seed),
+    )
     return float(result.statistic), float(result.pvalue)
 
 
@@ -127,45 +148,81 @@ def _sample(rows: np.ndarray, size: int, seed: int) -> np.ndarray:
     return rows[np.random.default_rng(seed).choice(len(rows), size=size, replace=False)]
 
 
-def compare(reference: Reference, batch: TextProfile, *, alpha: float = 0.05,
-            seed: int = 0) -> dict[str, Any]:
+def _univariate_tests(
+    reference: Reference, batch: TextProfile
+) -> list[Callable[[], tuple[str, str, float, float, float, float]]]:
+    """The per-feature tests, each run lazily: (name, test, statistic, p, reference, batch)."""
+    return [
+        lambda: _ks("token_length", batch.n_tokens, reference.array("n_tokens")),
+        lambda: _two_proportions(
+            "truncated_share", batch.truncated, reference.array("truncated").astype(bool)
+        ),
+        lambda: _mann_whitney("unknown_token_rate", batch.unk_share, reference.array("unk_share")),
+        lambda: _two_proportions(
+            "predicted_positive_rate",
+            batch.predicted_positive,
+            reference.array("predicted_positive").astype(bool),
+        ),
+        lambda: _ks(
+            "confidence", batch.confidence, reference.array("confidence"), CONFIDENCE_RESOLUTION
+        ),
+    ]
+
+
+def compare(
+    reference: Reference, batch: TextProfile, *, alpha: float = 0.05, seed: int = 0
+) -> dict[str, Any]:
     """Test ``batch`` against ``reference``; the JSON-ready report (``drift.json``)."""
     if len(batch.positive) < MIN_BATCH:
-        raise DataError(f"the batch holds {len(batch.positive)} reviews; drift tests need at "
-                        f"least {MIN_BATCH}")
+        raise DataError(
+            f"the batch holds {len(batch.positive)} reviews; drift tests need at least {MIN_BATCH}"
+        )
     r = reference.payload
-    tests: list[Callable[[], tuple[str, str, float, float, float, float]]] = [
-        lambda: _ks("token_length", batch.n_tokens, reference.array("n_tokens")),
-        lambda: _two_proportions("truncated_share", batch.truncated,
-                                 reference.array("truncated").astype(bool)),
-        lambda: _mann_whitney("unknown_token_rate", batch.unk_share,
-                              reference.array("unk_share")),
-        lambda: _two_proportions("predicted_positive_rate", batch.predicted_positive,
-                                 reference.array("predicted_positive").astype(bool)),
-        lambda: _ks("confidence", batch.confidence, reference.array("confidence"),
-                    CONFIDENCE_RESOLUTION),
-    ]
+    tests = _univariate_tests(reference, batch)
     per_test = alpha / (len(tests) + 1)
     signals = []
     for run_test in tests:
         name, test, statistic, p_value, ref_value, batch_value = run_test()
-        signals.append(Signal(name, test, statistic, p_value, per_test, p_value < per_test,
-                              ref_value, batch_value))
+        signals.append(
+            Signal(
+                name, test, statistic, p_value, per_test, p_value < per_test, ref_value, batch_value
+            )
+        )
     x = _sample(batch.embeddings, MMD_SAMPLE, seed)
     y = _sample(reference.embeddings, MMD_SAMPLE, seed + 1)
     statistic, p_value = mmd_test(x, y, seed)
-    signals.append(Signal("embedding", "mmd permutation (rbf)", statistic, p_value, per_test,
-                          p_value < per_test, 0.0, statistic))
+    signals.append(
+        Signal(
+            "embedding",
+            "mmd permutation (rbf)",
+            statistic,
+            p_value,
+            per_test,
+            p_value < per_test,
+            0.0,
+            statistic,
+        )
+    )
     score = psi(reference, dict(batch.token_counts))
-    signals.append(Signal("vocabulary", "population stability index", score, None,
-                          PSI_THRESHOLD, score > PSI_THRESHOLD, 0.0, score))
+    signals.append(
+        Signal(
+            "vocabulary",
+            "population stability index",
+            score,
+            None,
+            PSI_THRESHOLD,
+            score > PSI_THRESHOLD,
+            0.0,
+            score,
+        )
+    )
     return {
         "schema_version": DRIFT_SCHEMA_VERSION,
         "n_reviews": len(batch.positive),
         "reference_reviews": r["n_reviews"],
         "alpha": alpha,
         "correction": f"bonferroni over {len(tests) + 1} p-values (each at alpha/"
-                      f"{len(tests) + 1}); vocabulary by PSI > {PSI_THRESHOLD}",
+        f"{len(tests) + 1}); vocabulary by PSI > {PSI_THRESHOLD}",
         "drifted": any(s.drifted for s in signals),
         "signals": [asdict(s) for s in signals],
     }
@@ -175,16 +232,22 @@ def report_markdown(report: dict[str, Any], source: str, images: list[str] | Non
     """The human-readable ``report.md`` of a drift report; ``images`` are PNG names in the
     report's folder, linked relative to it."""
     verdict = "DRIFT" if report["drifted"] else "no drift"
-    lines = [f"# Drift report: {verdict}", "",
-             f"Batch: {source} ({report['n_reviews']:,} reviews) against "
-             f"{report['reference_reviews']:,} reference reviews. {report['correction']}.", "",
-             "| signal | test | statistic | p-value | threshold | reference | batch | verdict |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# Drift report: {verdict}",
+        "",
+        f"Batch: {source} ({report['n_reviews']:,} reviews) against "
+        f"{report['reference_reviews']:,} reference reviews. {report['correction']}.",
+        "",
+        "| signal | test | statistic | p-value | threshold | reference | batch | verdict |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for s in report["signals"]:
         p = "—" if s["p_value"] is None else f"{s['p_value']:.3g}"
-        lines.append(f"| {s['name']} | {s['test']} | {s['statistic']:.4g} | {p} | "
-                     f"{s['threshold']:.3g} | {s['reference']:.4g} | {s['batch']:.4g} | "
-                     f"{'drift' if s['drifted'] else 'ok'} |")
+        lines.append(
+            f"| {s['name']} | {s['test']} | {s['statistic']:.4g} | {p} | "
+            f"{s['threshold']:.3g} | {s['reference']:.4g} | {s['batch']:.4g} | "
+            f"{'drift' if s['drifted'] else 'ok'} |"
+        )
     if images:
         lines += ["", "## Plots"]
         for name in images:
@@ -193,9 +256,17 @@ def report_markdown(report: dict[str, Any], source: str, images: list[str] | Non
     return "\n".join(lines) + "\n"
 
 
-def check_batch(run: Path, texts: list[str], *, source: str, output: Path,
-                alpha: float = 0.05, seed: int = 0, plots: bool = True,
-                log: Callable[[str], None] = lambda _m: None) -> tuple[dict[str, Any], list[Path]]:
+def check_batch(
+    run: Path,
+    texts: list[str],
+    *,
+    source: str,
+    output: Path,
+    alpha: float = 0.05,
+    seed: int = 0,
+    plots: bool = True,
+    log: Callable[[str], None] = lambda _m: None,
+) -> tuple[dict[str, Any], list[Path]]:
     """Profile ``texts`` with the run's model, test them against its reference and write
     the plots (unless ``plots`` is false), ``report.md`` and ``drift.json`` into ``output``;
     the report and the plots written."""
@@ -205,8 +276,9 @@ def check_batch(run: Path, texts: list[str], *, source: str, output: Path,
 
     reference = load_reference(run)
     if len(texts) < MIN_BATCH:
-        raise DataError(f"{source} holds {len(texts)} reviews; drift tests need at least "
-                        f"{MIN_BATCH}")
+        raise DataError(
+            f"{source} holds {len(texts)} reviews; drift tests need at least {MIN_BATCH}"
+        )
     predictor = Predictor.from_path(run, precision="fp32")
     profile = profile_texts(predictor, texts, embed_limit=MMD_SAMPLE, seed=seed)
     report = compare(reference, profile, alpha=alpha, seed=seed)

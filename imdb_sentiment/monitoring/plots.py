@@ -63,18 +63,26 @@ def _signal(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _test_line(s: dict[str, Any]) -> str:
     verdict = "DRIFT" if s["drifted"] else "ok"
-    return (f"{s['test']}: statistic {s['statistic']:.3g}, p {s['p_value']:.3g} "
-            f"(threshold {s['threshold']:.3g}): {verdict}")
+    return (
+        f"{s['test']}: statistic {s['statistic']:.3g}, p {s['p_value']:.3g} "
+        f"(threshold {s['threshold']:.3g}): {verdict}"
+    )
 
 
 def _ecdf(ax: Any, values: np.ndarray, label: str, colour: str) -> None:
     x = np.sort(values)
-    ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", color=colour,
-            label=f"{label} (n={len(x):,}, median {np.median(x):.0f})")
+    ax.step(
+        x,
+        np.arange(1, len(x) + 1) / len(x),
+        where="post",
+        color=colour,
+        label=f"{label} (n={len(x):,}, median {np.median(x):.0f})",
+    )
 
 
-def token_length_figure(plt: Any, ref: np.ndarray, batch: np.ndarray, max_length: int | None,
-                        signal: dict[str, Any]) -> Any:
+def token_length_figure(
+    plt: Any, ref: np.ndarray, batch: np.ndarray, max_length: int | None, signal: dict[str, Any]
+) -> Any:
     """ECDFs of whole-review token counts; KS's statistic is their largest vertical gap."""
     fig, ax = plt.subplots(figsize=(6, 4))
     # Lengths span one word to thousands of tokens: a log axis shows both ends.
@@ -91,16 +99,21 @@ def token_length_figure(plt: Any, ref: np.ndarray, batch: np.ndarray, max_length
     return fig
 
 
-def confidence_figure(plt: Any, ref: np.ndarray, batch: np.ndarray,
-                      signal: dict[str, Any]) -> Any:
+def confidence_figure(plt: Any, ref: np.ndarray, batch: np.ndarray, signal: dict[str, Any]) -> Any:
     """Histograms (as densities, so batch and reference sizes compare) of the predicted label's
     probability."""
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.linspace(0.5, 1.0, 21)
     for values, name, colour in ((ref, "reference", _REF), (batch, "batch", _BATCH)):
-        ax.hist(np.clip(values, 0.5, 1.0), bins=bins, density=True, histtype="step",
-                linewidth=1.8, color=colour,
-                label=f"{name} (n={len(values):,}, mean {np.mean(values):.3f})")
+        ax.hist(
+            np.clip(values, 0.5, 1.0),
+            bins=bins,
+            density=True,
+            histtype="step",
+            linewidth=1.8,
+            color=colour,
+            label=f"{name} (n={len(values):,}, mean {np.mean(values):.3f})",
+        )
     ax.set_xlabel("confidence of the predicted label")
     ax.set_ylabel("density")
     ax.legend(fontsize=8, loc="upper left")
@@ -113,19 +126,32 @@ def rates_figure(plt: Any, groups: list[tuple[str, np.ndarray, np.ndarray, dict[
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.38
     for g, (_name, ref, batch, _signal) in enumerate(groups):
-        for k, (flags, colour, label) in enumerate(((ref, _REF, "reference"),
-                                                    (batch, _BATCH, "batch"))):
+        for k, (flags, colour, label) in enumerate(
+            ((ref, _REF, "reference"), (batch, _BATCH, "batch"))
+        ):
             hits, n = int(np.sum(flags)), len(flags)
             share = hits / n if n else float("nan")
             low, high = wilson_interval(hits, n)
             x = g + (k - 0.5) * width
-            ax.bar(x, share, width=width * 0.9, color=colour, alpha=0.85,
-                   yerr=[[share - low], [high - share]], capsize=4,
-                   label=label if g == 0 else None)
+            ax.bar(
+                x,
+                share,
+                width=width * 0.9,
+                color=colour,
+                alpha=0.85,
+                yerr=[[share - low], [high - share]],
+                capsize=4,
+                label=label if g == 0 else None,
+            )
             ax.text(x, high + 0.02, f"{share:.1%}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(groups)), [
-        f"{name}\nFisher p {s['p_value']:.3g}: {'DRIFT' if s['drifted'] else 'ok'}"
-        for name, _r, _b, s in groups], fontsize=8)
+    ax.set_xticks(
+        range(len(groups)),
+        [
+            f"{name}\nFisher p {s['p_value']:.3g}: {'DRIFT' if s['drifted'] else 'ok'}"
+            for name, _r, _b, s in groups
+        ],
+        fontsize=8,
+    )
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("share of reviews (95% Wilson interval)")
     ax.legend(fontsize=8, loc="upper right")
@@ -141,11 +167,18 @@ def _p_value_axis(ax: Any, tested: list[dict[str, Any]], alpha: float) -> None:
     ax.scatter(p, rows, color=colours, zorder=3)
     for row, s, value in zip(rows, tested, p, strict=True):
         off_scale = " (off scale)" if s["p_value"] < P_FLOOR else ""
-        ax.annotate(f"{s['p_value']:.2g}{off_scale}", (value, row), xytext=(4, 4),
-                    textcoords="offset points", ha="left", fontsize=7)
+        ax.annotate(
+            f"{s['p_value']:.2g}{off_scale}",
+            (value, row),
+            xytext=(4, 4),
+            textcoords="offset points",
+            ha="left",
+            fontsize=7,
+        )
     threshold = tested[0]["threshold"] if tested else alpha
-    ax.axvline(threshold, color="black", linestyle="--",
-               label=f"alpha/{len(tested)} = {threshold:.3g}")
+    ax.axvline(
+        threshold, color="black", linestyle="--", label=f"alpha/{len(tested)} = {threshold:.3g}"
+    )
     ax.set_xscale("log")
     ax.set_xlim(min(float(p.min()) if tested else 1.0, threshold) / 5, 3.0)
     ax.set_ylim(len(tested) - 0.4, -0.6)
@@ -156,15 +189,26 @@ def _p_value_axis(ax: Any, tested: list[dict[str, Any]], alpha: float) -> None:
 
 def _score_axis(ax: Any, scored: list[dict[str, Any]]) -> None:
     for i, s in enumerate(scored):
-        ax.barh(i, s["statistic"], height=0.5, color=_DRIFT if s["drifted"] else _OK,
-                alpha=0.85)
-        ax.annotate(f"{s['statistic']:.3g}", (s["statistic"], i), xytext=(4, 0),
-                    textcoords="offset points", va="center", fontsize=7)
-        ax.axvline(s["threshold"], color="black", linestyle="--",
-                   label=f"threshold {s['threshold']:g}" if i == 0 else None)
+        ax.barh(i, s["statistic"], height=0.5, color=_DRIFT if s["drifted"] else _OK, alpha=0.85)
+        ax.annotate(
+            f"{s['statistic']:.3g}",
+            (s["statistic"], i),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7,
+        )
+        ax.axvline(
+            s["threshold"],
+            color="black",
+            linestyle="--",
+            label=f"threshold {s['threshold']:g}" if i == 0 else None,
+        )
     ax.set_yticks(range(len(scored)), [s["name"] for s in scored], fontsize=8)
-    ax.set_xlim(0, max([1.0] + [2 * s["threshold"] for s in scored]
-                       + [1.2 * s["statistic"] for s in scored]))
+    ax.set_xlim(
+        0,
+        max([1.0] + [2 * s["threshold"] for s in scored] + [1.2 * s["statistic"] for s in scored]),
+    )
     ax.set_ylim(-0.6, len(scored) - 0.4 + 0.5)
     ax.set_xlabel(" / ".join(sorted({s["test"] for s in scored})) or "score")
     if scored:
@@ -177,13 +221,19 @@ def signals_figure(plt: Any, report: dict[str, Any]) -> Any:
     tested = [s for s in report["signals"] if s["p_value"] is not None]
     scored = [s for s in report["signals"] if s["p_value"] is None]
     fig, (ax, axs) = plt.subplots(
-        2, 1, figsize=(6.5, 1.6 + 0.45 * len(report["signals"])),
-        gridspec_kw={"height_ratios": [max(len(tested), 1), max(len(scored), 1) + 0.5]})
+        2,
+        1,
+        figsize=(6.5, 1.6 + 0.45 * len(report["signals"])),
+        gridspec_kw={"height_ratios": [max(len(tested), 1), max(len(scored), 1) + 0.5]},
+    )
     _p_value_axis(ax, tested, report["alpha"])
     _score_axis(axs, scored)
     verdict = "DRIFT" if report["drifted"] else "no drift"
-    ax.set_title(f"Drift signals: {verdict} ({report['n_reviews']:,} reviews, "
-                 f"alpha {report['alpha']:g}; red: drifted)", fontsize=9)
+    ax.set_title(
+        f"Drift signals: {verdict} ({report['n_reviews']:,} reviews, "
+        f"alpha {report['alpha']:g}; red: drifted)",
+        fontsize=9,
+    )
     return fig
 
 
@@ -205,26 +255,46 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
-def drift_plots(out_dir: Path, reference: Reference, batch: TextProfile,
-                report: dict[str, Any]) -> list[Path]:
+def drift_plots(
+    out_dir: Path, reference: Reference, batch: TextProfile, report: dict[str, Any]
+) -> list[Path]:
     """Token length, confidence, proportions and the signal summary, as PNG files in
     ``out_dir``; the paths written."""
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     rates = [
-        ("predicted positive rate", reference.array("predicted_positive").astype(bool),
-         batch.predicted_positive, _signal(report, "predicted_positive_rate")),
-        ("truncated share", reference.array("truncated").astype(bool), batch.truncated,
-         _signal(report, "truncated_share")),
+        (
+            "predicted positive rate",
+            reference.array("predicted_positive").astype(bool),
+            batch.predicted_positive,
+            _signal(report, "predicted_positive_rate"),
+        ),
+        (
+            "truncated share",
+            reference.array("truncated").astype(bool),
+            batch.truncated,
+            _signal(report, "truncated_share"),
+        ),
     ]
     return [
-        _save(plt, token_length_figure(plt, reference.array("n_tokens"), batch.n_tokens,
-                                       reference.payload.get("max_length"),
-                                       _signal(report, "token_length")),
-              out_dir / TOKEN_LENGTH_PNG),
-        _save(plt, confidence_figure(plt, reference.array("confidence"), batch.confidence,
-                                     _signal(report, "confidence")),
-              out_dir / CONFIDENCE_PNG),
+        _save(
+            plt,
+            token_length_figure(
+                plt,
+                reference.array("n_tokens"),
+                batch.n_tokens,
+                reference.payload.get("max_length"),
+                _signal(report, "token_length"),
+            ),
+            out_dir / TOKEN_LENGTH_PNG,
+        ),
+        _save(
+            plt,
+            confidence_figure(
+                plt, reference.array("confidence"), batch.confidence, _signal(report, "confidence")
+            ),
+            out_dir / CONFIDENCE_PNG,
+        ),
         _save(plt, rates_figure(plt, rates), out_dir / RATES_PNG),
         _save(plt, signals_figure(plt, report), out_dir / SIGNALS_PNG),
     ]

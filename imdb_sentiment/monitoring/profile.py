@@ -58,8 +58,9 @@ def _vocabulary(predictor: Predictor, texts: Sequence[str]) -> tuple[Counter[int
     return counts, shares
 
 
-def _forward(predictor: Predictor, texts: Sequence[str],
-             embed_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, Encoded]:
+def _forward(
+    predictor: Predictor, texts: Sequence[str], embed_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, Encoded]:
     """Calibrated probabilities of every review and embeddings of ``embed_rows``, one pass."""
     import torch
 
@@ -75,9 +76,11 @@ def _forward(predictor: Predictor, texts: Sequence[str],
     device = next(module.parameters()).device
     for idx, ids, mask in predictor._batches(enc):
         with torch.inference_mode():
-            out = module(input_ids=torch.from_numpy(ids).to(device),
-                         attention_mask=torch.from_numpy(mask).to(device),
-                         output_hidden_states=True)
+            out = module(
+                input_ids=torch.from_numpy(ids).to(device),
+                attention_mask=torch.from_numpy(mask).to(device),
+                output_hidden_states=True,
+            )
         logits[idx] = out.logits.float().cpu().numpy()
         hidden = out.hidden_states[-1].float()
         weights = torch.from_numpy(mask).to(device).unsqueeze(-1).float()
@@ -85,13 +88,17 @@ def _forward(predictor: Predictor, texts: Sequence[str],
         for row, i in enumerate(idx):
             if int(i) in wanted:
                 pooled[int(i)] = means[row]
-    embeddings = np.stack([pooled[int(i)] for i in embed_rows]) if len(embed_rows) else \
-        np.zeros((0, 0), dtype=np.float32)
+    embeddings = (
+        np.stack([pooled[int(i)] for i in embed_rows])
+        if len(embed_rows)
+        else np.zeros((0, 0), dtype=np.float32)
+    )
     return softmax(logits, predictor.settings.temperature)[:, 1], embeddings.astype(np.float32), enc
 
 
-def profile_texts(predictor: Predictor, texts: Sequence[str], *, embed_limit: int = 2000,
-                  seed: int = 0) -> TextProfile:
+def profile_texts(
+    predictor: Predictor, texts: Sequence[str], *, embed_limit: int = 2000, seed: int = 0
+) -> TextProfile:
     """Profile ``texts`` as ``predictor`` reads them; embeddings for at most ``embed_limit``
     reviews, drawn at random with ``seed`` when there are more."""
     check_texts(texts)

@@ -60,7 +60,8 @@ def reference_texts(run: Path, limit: int, seed: int = 0) -> tuple[list[str], st
         if not validation.is_file():
             raise DataError(
                 f"{run} has no validation_predictions.parquet and its data folder has no "
-                f"{validation.name}; prepare the data again with `imdb-sentiment download`")
+                f"{validation.name}; prepare the data again with `imdb-sentiment download`"
+            )
         texts, source = read_texts_file(validation), str(validation)
     if len(texts) <= limit:
         return texts, source, len(texts)
@@ -70,8 +71,9 @@ def reference_texts(run: Path, limit: int, seed: int = 0) -> tuple[list[str], st
     return [texts[i] for i in rows], source, len(texts)
 
 
-def build_reference(run: Path, *, limit: int = 2000, seed: int = 0,
-                    log: Any = lambda _m: None) -> Path:
+def build_reference(
+    run: Path, *, limit: int = 2000, seed: int = 0, log: Any = lambda _m: None
+) -> Path:
     """Profile the run's validation reviews and write ``<run>/reference/``; return the folder."""
     from imdb_sentiment.inference.predictor import Predictor
     from imdb_sentiment.monitoring.profile import profile_texts
@@ -92,8 +94,12 @@ def build_reference(run: Path, *, limit: int = 2000, seed: int = 0,
         "truncation": predictor.settings.truncation,
         "positive_rate": float(profile.predicted_positive.mean()),
         "truncated_share": float(profile.truncated.mean()),
-        "vocabulary": {"token_ids": [t for t, _ in top], "counts": [c for _, c in top],
-                       "other": total - sum(c for _, c in top), "total": total},
+        "vocabulary": {
+            "token_ids": [t for t, _ in top],
+            "counts": [c for _, c in top],
+            "other": total - sum(c for _, c in top),
+            "total": total,
+        },
         "reviews": {
             "n_tokens": profile.n_tokens.tolist(),
             "truncated": profile.truncated.astype(int).tolist(),
@@ -101,8 +107,12 @@ def build_reference(run: Path, *, limit: int = 2000, seed: int = 0,
             "confidence": np.round(profile.confidence, 6).tolist(),
             "predicted_positive": profile.predicted_positive.astype(int).tolist(),
         },
-        "embeddings": {"file": EMBEDDINGS_FILE, "rows": int(profile.embeddings.shape[0]),
-                       "dim": int(profile.embeddings.shape[1]), "pooling": "mean, last layer"},
+        "embeddings": {
+            "file": EMBEDDINGS_FILE,
+            "rows": int(profile.embeddings.shape[0]),
+            "dim": int(profile.embeddings.shape[1]),
+            "pooling": "mean, last layer",
+        },
     }
     out = run / REFERENCE_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -129,15 +139,20 @@ def load_reference(run: Path) -> Reference:
     folder = run / REFERENCE_DIR
     path = folder / REFERENCE_FILE
     if not path.is_file():
-        raise RunError(f"{run} has no drift reference; build it with "
-                       f"`imdb-sentiment drift {run} --build-reference`")
+        raise RunError(
+            f"{run} has no drift reference; build it with "
+            f"`imdb-sentiment drift {run} --build-reference`"
+        )
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
         embeddings = np.load(folder / payload["embeddings"]["file"]).astype(np.float32)
     except (OSError, ValueError, KeyError, TypeError):
-        raise RunError(f"{path} is damaged; rebuild it with "
-                       f"`imdb-sentiment drift {run} --build-reference`") from None
+        raise RunError(
+            f"{path} is damaged; rebuild it with `imdb-sentiment drift {run} --build-reference`"
+        ) from None
     if payload.get("schema_version") != SCHEMA_VERSION:
-        raise RunError(f"{path} has schema {payload.get('schema_version')!r}, this version reads "
-                       f"{SCHEMA_VERSION}; rebuild it with --build-reference")
+        raise RunError(
+            f"{path} has schema {payload.get('schema_version')!r}, this version reads "
+            f"{SCHEMA_VERSION}; rebuild it with --build-reference"
+        )
     return Reference(payload, embeddings)

@@ -29,8 +29,15 @@ log = logging.getLogger(__name__)
 class DriftWindow:
     """The last ``size`` texts and the latest drift report on them."""
 
-    def __init__(self, predictor: Predictor, reference: Reference, *, size: int = 500,
-                 refresh_s: float = 60.0, alpha: float = 0.05) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        reference: Reference,
+        *,
+        size: int = 500,
+        refresh_s: float = 60.0,
+        alpha: float = 0.05,
+    ) -> None:
         self.predictor = predictor
         self.reference = reference
         self.refresh_s = refresh_s
@@ -77,8 +84,9 @@ class DriftWindow:
             if seen == self._tested_seen and self.latest is not None:
                 return self.latest
             start = time.perf_counter()
-            profile = profile_texts(self.predictor, texts, embed_limit=MMD_SAMPLE,
-                                    seed=self.refreshes)
+            profile = profile_texts(
+                self.predictor, texts, embed_limit=MMD_SAMPLE, seed=self.refreshes
+            )
             report = compare(self.reference, profile, alpha=self.alpha, seed=self.refreshes)
             self.refresh_seconds = time.perf_counter() - start
             self.last_refresh = time.time()
@@ -119,12 +127,23 @@ class DriftWindow:
         """The window's state, for ``GET /drift``."""
         with self._lock:
             n, seen = len(self._texts), self.seen
-        last = None if self.last_refresh is None else \
-            datetime.fromtimestamp(self.last_refresh, UTC).isoformat(timespec="seconds")
-        return {"texts": n, "size": self.size, "min_texts": MIN_BATCH,
-                "texts_seen": seen, "refresh_s": self.refresh_s, "refreshes": self.refreshes,
-                "last_refresh": last, "refresh_seconds": self.refresh_seconds,
-                "errors": self.errors, "last_error": self.last_error}
+        last = (
+            None
+            if self.last_refresh is None
+            else datetime.fromtimestamp(self.last_refresh, UTC).isoformat(timespec="seconds")
+        )
+        return {
+            "texts": n,
+            "size": self.size,
+            "min_texts": MIN_BATCH,
+            "texts_seen": seen,
+            "refresh_s": self.refresh_s,
+            "refreshes": self.refreshes,
+            "last_refresh": last,
+            "refresh_seconds": self.refresh_seconds,
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
 
     def gauges(self) -> dict[str, float]:
         """``signal.statistic``, ``signal.p_value`` and ``signal.drifted`` (0/1) of the latest

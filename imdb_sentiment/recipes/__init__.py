@@ -66,8 +66,9 @@ def _parse_match(recipe: Recipe, raw: Any) -> None:
         elif key in ("aliases", "name_contains"):
             setattr(recipe, key, _strings(value, where))
         else:
-            raise ConfigError(f"{recipe.path}: unknown match key '{key}'; valid keys: "
-                              f"{', '.join(MATCH_KEYS)}")
+            raise ConfigError(
+                f"{recipe.path}: unknown match key '{key}'; valid keys: {', '.join(MATCH_KEYS)}"
+            )
 
 
 def load_recipe(path: str | Path) -> Recipe:

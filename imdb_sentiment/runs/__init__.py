@@ -33,10 +33,27 @@ from imdb_sentiment.runs.status import (
 )
 
 __all__ = [
-    "DEFAULT_RUNS_DIR", "LATEST_FILE", "RUNS_DIR_ENV", "Claim", "claim_new_run",
-    "claim_run_dir", "default_run_name", "describe", "env_runs_dir", "holds_run",
-    "latest_checkpoint", "mark_latest", "prepare_run_dir", "read_status", "replace_with_new",
-    "resolve_run", "resume_target", "run_data_dir", "runs_root", "staging_dir", "write_status",
+    "DEFAULT_RUNS_DIR",
+    "LATEST_FILE",
+    "RUNS_DIR_ENV",
+    "Claim",
+    "claim_new_run",
+    "claim_run_dir",
+    "default_run_name",
+    "describe",
+    "env_runs_dir",
+    "holds_run",
+    "latest_checkpoint",
+    "mark_latest",
+    "prepare_run_dir",
+    "read_status",
+    "replace_with_new",
+    "resolve_run",
+    "resume_target",
+    "run_data_dir",
+    "runs_root",
+    "staging_dir",
+    "write_status",
 ]
 
 LATEST_FILE = "LATEST"
@@ -99,8 +116,10 @@ class Claim:
 def _refuse_if_running(path: Path) -> None:
     status = read_status(path)
     if status and status.get("state") == "running" and process_alive(status):
-        raise RunError(f"{path} is being trained right now ({describe(path, status)}); "
-                       "stop that training first or choose another --run-name")
+        raise RunError(
+            f"{path} is being trained right now ({describe(path, status)}); "
+            "stop that training first or choose another --run-name"
+        )
 
 
 def _claim_empty(path: Path) -> None:
@@ -110,8 +129,9 @@ def _claim_empty(path: Path) -> None:
     try:
         fd = os.open(path / STATUS_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
-        raise RunError(f"{path} was just claimed by another training; choose another "
-                       "--run-name") from None
+        raise RunError(
+            f"{path} was just claimed by another training; choose another --run-name"
+        ) from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(running_payload(), fh)
 
@@ -130,8 +150,9 @@ def claim_new_run(root: Path, model_name: str) -> Claim:
     raise RunError(f"could not create a new run folder in {root}; pass --run-name")
 
 
-def claim_run_dir(path: Path, *, overwrite: bool, resume: bool,
-                  epochs: float | None = None) -> Claim:
+def claim_run_dir(
+    path: Path, *, overwrite: bool, resume: bool, epochs: float | None = None
+) -> Claim:
     """Claim ``path`` for a new run, a replacement (``overwrite``) or a resumed one.
 
     ``epochs``, when resuming, is the length asked for: a run that succeeded and is not asked
@@ -181,16 +202,19 @@ def _claim_resume(path: Path, epochs: float | None) -> Claim:
     previous = read_status(target)
     saved = _saved_epochs(target)
     if (previous or {}).get("state") == "succeeded" and (
-            epochs is None or saved is None or epochs <= saved):
+        epochs is None or saved is None or epochs <= saved
+    ):
         return Claim(path, target, previous=previous, finished=True)
     checkpoint, skipped = newest_complete_checkpoint(target)
     for ckpt, _why in skipped:
         set_aside(ckpt)
     if checkpoint is None:
         why = "".join(f"; {p.name}: {reason}" for p, reason in skipped)
-        raise RunError(f"nothing to resume: {target} holds no complete checkpoint{why}; start "
-                       f"it again with: imdb-sentiment train --config {target / 'config.yaml'} "
-                       "--overwrite")
+        raise RunError(
+            f"nothing to resume: {target} holds no complete checkpoint{why}; start "
+            f"it again with: imdb-sentiment train --config {target / 'config.yaml'} "
+            "--overwrite"
+        )
     return Claim(path, target, checkpoint, skipped, previous)
 
 
@@ -243,11 +267,13 @@ def resolve_run(path: str | Path | None, runs_dir: str | Path | None = None) -> 
         raise ModelError(f"{pointer} is unreadable; name a run, or train again to rewrite it")
     run = root / name
     if not run.is_dir():
-        raise ModelError(f"{pointer} names {name!r}, which is not in {root}; train again or "
-                         "name a run")
+        raise ModelError(
+            f"{pointer} names {name!r}, which is not in {root}; train again or name a run"
+        )
     if not (run / "model").is_dir():
-        raise ModelError(f"the latest run {run} has no model ({describe(run)}); train again "
-                         "or name a run")
+        raise ModelError(
+            f"the latest run {run} has no model ({describe(run)}); train again or name a run"
+        )
     return run
 
 

@@ -24,7 +24,7 @@ def checkpoint_step(path: Path) -> int | None:
     name = path.name
     if not name.startswith(CHECKPOINT_PREFIX):
         return None
-    tail = name[len(CHECKPOINT_PREFIX):]
+    tail = name[len(CHECKPOINT_PREFIX) :]
     return int(tail) if tail.isdigit() else None
 
 
@@ -38,8 +38,11 @@ def _safetensors_problem(path: Path) -> str | None:
             header = json.loads(fh.read(header_len))
     except (struct.error, ValueError, UnicodeDecodeError):
         return f"{path.name} is truncated or corrupt"
-    ends = [t["data_offsets"][1] for k, t in header.items()
-            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
+    ends = [
+        t["data_offsets"][1]
+        for k, t in header.items()
+        if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t
+    ]
     if 8 + header_len + max(ends, default=0) > size:
         return f"{path.name} is truncated"
     return None
@@ -66,8 +69,11 @@ def _weights_problem(ckpt: Path) -> str | None:
         except (ValueError, KeyError, TypeError):
             return f"{index.name} is truncated or corrupt"
         for shard in sorted(shards):
-            problem = (_safetensors_problem(ckpt / shard) if (ckpt / shard).is_file()
-                       else f"{shard} is missing")
+            problem = (
+                _safetensors_problem(ckpt / shard)
+                if (ckpt / shard).is_file()
+                else f"{shard} is missing"
+            )
             if problem:
                 return problem
         return None
@@ -113,8 +119,9 @@ def newest_complete_checkpoint(run_dir: Path) -> tuple[Path | None, list[tuple[P
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return None, []
-    found = [(step, p) for p in root.iterdir()
-             if p.is_dir() and (step := checkpoint_step(p)) is not None]
+    found = [
+        (step, p) for p in root.iterdir() if p.is_dir() and (step := checkpoint_step(p)) is not None
+    ]
     skipped: list[tuple[Path, str]] = []
     for _step, ckpt in sorted(found, reverse=True):
         problem = checkpoint_problem(ckpt)

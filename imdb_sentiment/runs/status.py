@@ -33,13 +33,20 @@ def _process_start(pid: int) -> str | None:
 
 def this_process() -> dict[str, Any]:
     """The identity a running run records: pid, host and process start time."""
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "process_started": _process_start(os.getpid())}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "process_started": _process_start(os.getpid()),
+    }
 
 
 def running_payload(**extra: Any) -> dict[str, Any]:
-    return {"state": "running", "updated_at": datetime.now(timezone.utc).isoformat(),
-            **this_process(), **extra}
+    return {
+        "state": "running",
+        "updated_at": datetime.now(timezone.utc).isoformat(),
+        **this_process(),
+        **extra,
+    }
 
 
 def write_status(run_dir: Path, state: str, **extra: Any) -> None:
@@ -98,6 +105,9 @@ def describe(run_dir: Path, status: dict[str, Any] | None = None) -> str:
     state = effective_state(status)
     if status and state in ("running", "dead"):
         who = f"pid {status.get('pid')} on {status.get('host')}"
-        return (f"running ({who})" if state == "running"
-                else f"interrupted: its process ({who}) is gone")
+        return (
+            f"running ({who})"
+            if state == "running"
+            else f"interrupted: its process ({who}) is gone"
+        )
     return state

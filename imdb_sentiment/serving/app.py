@@ -59,13 +59,17 @@ def load_model(model: ModelState, options: ServeOptions, metrics: Metrics) -> No
     from imdb_sentiment.inference.predictor import Predictor
 
     p = model.preloaded or Predictor.from_path(
-        model.run_path, backend=options.backend, precision=options.precision,
-        batch_size=options.inference_batch_size)
+        model.run_path,
+        backend=options.backend,
+        precision=options.precision,
+        batch_size=options.inference_batch_size,
+    )
     p.predict([WARM_UP])
     model.version = model_version(p.model_dir, model.run_path)
     model.max_length = p.settings.max_length
-    metrics.model_info.labels(model.version, model.run_path.name, p.backend, p.precision,
-                              __version__).set(1)
+    metrics.model_info.labels(
+        model.version, model.run_path.name, p.backend, p.precision, __version__
+    ).set(1)
     model.predictor = p
 
 
@@ -90,9 +94,13 @@ async def start_model(app: FastAPI) -> None:
         return
     predictor = model.predictor
     assert predictor is not None
-    batcher = MicroBatcher(predictor.predict, max_batch_size=options.max_batch_size,
-                           window_s=options.batch_window_ms / 1000, metrics=metrics,
-                           batching=options.batching)
+    batcher = MicroBatcher(
+        predictor.predict,
+        max_batch_size=options.max_batch_size,
+        window_s=options.batch_window_ms / 1000,
+        metrics=metrics,
+        batching=options.batching,
+    )
     batcher.start()
     model.batcher = batcher
     metrics.ready.set(1)
@@ -141,9 +149,15 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     if request.method == "POST" and "json" not in content_type.lower():
         # FastAPI reads a body as JSON only under a JSON content type; otherwise it sees bytes.
         given = f"was {content_type!r}" if content_type else "is missing"
-        return JSONResponse({"detail": one_line(
-            f"send the body as JSON with the header Content-Type: application/json (the "
-            f"header {given})")}, status_code=422)
+        return JSONResponse(
+            {
+                "detail": one_line(
+                    f"send the body as JSON with the header Content-Type: application/json (the "
+                    f"header {given})"
+                )
+            },
+            status_code=422,
+        )
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     reason = f"invalid request: {where}: {first.get('msg', 'not valid')}"
     return JSONResponse({"detail": one_line(reason)}, status_code=422)
@@ -171,7 +185,7 @@ def create_app(
         title="imdb-sentiment",
         version=__version__,
         description=f"Sentiment of movie reviews ({NEGATIVE}/{POSITIVE}) from a fine-tuned "
-                    "transformer. Send one review in `text` or several in `texts`.",
+        "transformer. Send one review in `text` or several in `texts`.",
         lifespan=lifespan,
         # Swagger UI and ReDoc load scripts from a CDN; routes.docs serves a page that does not.
         docs_url=None,
@@ -190,8 +204,14 @@ def create_app(
     return app
 
 
-def serve(run_path: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
-          options: ServeOptions | None = None, log_level: str = "info") -> None:
+def serve(
+    run_path: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    options: ServeOptions | None = None,
+    log_level: str = "info",
+) -> None:
     """Run the app with uvicorn until interrupted."""
     try:
         import uvicorn

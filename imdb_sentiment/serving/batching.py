@@ -29,9 +29,15 @@ class MicroBatcher:
     grow without anyone waiting for the window; a lone request waits at most ``window_s``.
     """
 
-    def __init__(self, predict: Callable[[list[str]], list[Prediction]], *,
-                 max_batch_size: int, window_s: float, metrics: Metrics,
-                 batching: bool = True) -> None:
+    def __init__(
+        self,
+        predict: Callable[[list[str]], list[Prediction]],
+        *,
+        max_batch_size: int,
+        window_s: float,
+        metrics: Metrics,
+        batching: bool = True,
+    ) -> None:
         self.predict = predict
         self.max_batch_size = max(1, max_batch_size)
         self.window_s = max(0.0, window_s)
@@ -71,7 +77,8 @@ class MicroBatcher:
         self.metrics.batch_requests.observe(len(groups))
         start = time.perf_counter()
         predictions = await asyncio.get_running_loop().run_in_executor(
-            self.executor, self.predict, flat)
+            self.executor, self.predict, flat
+        )
         self.metrics.inference.observe(time.perf_counter() - start)
         out, at = [], 0
         for g in groups:

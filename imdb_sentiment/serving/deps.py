@@ -88,8 +88,11 @@ OptionsDep = Annotated[ServeOptions, Depends(get_options)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ApiKeyDep = Annotated[str | None, Depends(get_api_key)]
 
-key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                          description="Needed when the server sets IMDB_SENTIMENT_API_KEY.")
+key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="Needed when the server sets IMDB_SENTIMENT_API_KEY.",
+)
 bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token.")
 
 
@@ -108,8 +111,10 @@ async def require_api_key(
     given = header_key or (token.credentials if token is not None else "")
     if not hmac.compare_digest(given.encode("utf-8", "replace"), api_key.encode("utf-8")):
         raise HTTPException(
-            401, "missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
-            headers={"WWW-Authenticate": "Bearer"})
+            401,
+            "missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 async def request_texts(body: PredictRequest, options: OptionsDep) -> list[str]:
@@ -121,11 +126,13 @@ async def request_texts(body: PredictRequest, options: OptionsDep) -> list[str]:
         raise HTTPException(422, "'texts' is empty: send at least one review")
     if len(texts) > options.max_texts:
         raise HTTPException(
-            413, f"too many reviews: {len(texts)} > {options.max_texts} per request")
+            413, f"too many reviews: {len(texts)} > {options.max_texts} per request"
+        )
     for i, text in enumerate(texts, start=1):
         if len(text) > options.max_chars:
             raise HTTPException(
-                413, f"review {i} is too long: {len(text):,} > {options.max_chars:,} characters")
+                413, f"review {i} is too long: {len(text):,} > {options.max_chars:,} characters"
+            )
         if not clean_text(text):  # what the model would read: invisible characters alone
             raise HTTPException(422, f"review {i} is empty")
         try:
@@ -168,8 +175,9 @@ class BodySizeLimit:
         length = Headers(scope=scope).get("content-length")
         if length is not None:
             if not length.isdigit() or int(length) > self.max_bytes:
-                await JSONResponse({"detail": _too_large(self.max_bytes)},
-                                   status_code=413)(scope, receive, send)
+                await JSONResponse({"detail": _too_large(self.max_bytes)}, status_code=413)(
+                    scope, receive, send
+                )
                 return
             await self.app(scope, receive, send)
             return

@@ -39,26 +39,35 @@ def _resolve(schema: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(path: str, method: str, op: dict[str, Any], spec: dict[str, Any]) -> str:
-    parts = [f'<section><h3><span class="method">{escape(method)}</span>'
-             f"<code>{escape(path)}</code> {escape(op.get('summary', ''))}</h3>"]
+    parts = [
+        f'<section><h3><span class="method">{escape(method)}</span>'
+        f"<code>{escape(path)}</code> {escape(op.get('summary', ''))}</h3>"
+    ]
     if op.get("description"):
         parts.append(f"<p>{escape(op['description'])}</p>")
     params = [p for p in op.get("parameters", []) if isinstance(p, dict)]
     if params:
-        rows = "".join(f"<tr><td><code>{escape(p.get('name', ''))}</code></td>"
-                       f"<td>{escape(p.get('in', ''))}</td>"
-                       f"<td>{escape(p.get('description', ''))}</td></tr>" for p in params)
+        rows = "".join(
+            f"<tr><td><code>{escape(p.get('name', ''))}</code></td>"
+            f"<td>{escape(p.get('in', ''))}</td>"
+            f"<td>{escape(p.get('description', ''))}</td></tr>"
+            for p in params
+        )
         parts.append(f"<h4>Parameters</h4><table>{rows}</table>")
     body = op.get("requestBody", {}).get("content", {}).get("application/json")
     if body:
         schema = _resolve(body.get("schema", {}), spec)
-        parts.append("<h4>Request body (<code>Content-Type: application/json</code>)</h4>"
-                     f"<pre>{_json(schema)}</pre>")
+        parts.append(
+            "<h4>Request body (<code>Content-Type: application/json</code>)</h4>"
+            f"<pre>{_json(schema)}</pre>"
+        )
     responses = op.get("responses", {})
     if responses:
-        rows = "".join(f"<tr><td><code>{escape(str(code))}</code></td>"
-                       f"<td>{escape(r.get('description', ''))}</td></tr>"
-                       for code, r in responses.items())
+        rows = "".join(
+            f"<tr><td><code>{escape(str(code))}</code></td>"
+            f"<td>{escape(r.get('description', ''))}</td></tr>"
+            for code, r in responses.items()
+        )
         parts.append(f"<h4>Answers</h4><table>{rows}</table>")
     return "".join(parts) + "</section>"
 
@@ -67,15 +76,18 @@ def docs_html(spec: dict[str, Any]) -> str:
     """The reference page for an OpenAPI ``spec`` (what ``app.openapi()`` returns)."""
     info = spec.get("info", {})
     title = f"{info.get('title', 'API')} {info.get('version', '')}".strip()
-    sections = [_operation(path, method, op, spec)
-                for path, methods in spec.get("paths", {}).items()
-                for method, op in methods.items() if isinstance(op, dict)]
+    sections = [
+        _operation(path, method, op, spec)
+        for path, methods in spec.get("paths", {}).items()
+        for method, op in methods.items()
+        if isinstance(op, dict)
+    ]
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} '
         f"API</title><style>{_STYLE}</style></head><body><main><h1>{escape(title)} API</h1>"
         f"<p>{escape(info.get('description', ''))}</p>"
         '<p class="muted">The machine-readable schema is at <a href="/openapi.json">'
-        '/openapi.json</a> (load it into any OpenAPI tool); try a review on '
+        "/openapi.json</a> (load it into any OpenAPI tool); try a review on "
         '<a href="/">the web page</a>.</p>'
         f"{''.join(sections)}</main></body></html>"
     )

@@ -51,8 +51,10 @@ def open_window(run_path: Path, options: ServeOptions) -> tuple[DriftWindow | No
         return None, "drift monitoring is off (--drift-window 0)"
     run = reference_run(run_path)
     if not (run / REFERENCE_DIR / REFERENCE_FILE).is_file():
-        reason = (f"drift monitoring is off: {run} has no drift reference; build it with "
-                  f"`imdb-sentiment drift {run} --build-reference` and restart the server")
+        reason = (
+            f"drift monitoring is off: {run} has no drift reference; build it with "
+            f"`imdb-sentiment drift {run} --build-reference` and restart the server"
+        )
         log.warning(reason)
         return None, reason
     from imdb_sentiment.inference.predictor import Predictor
@@ -61,16 +63,22 @@ def open_window(run_path: Path, options: ServeOptions) -> tuple[DriftWindow | No
 
     try:
         reference = load_reference(run)
-        predictor = Predictor.from_path(run, precision="fp32",
-                                        batch_size=options.inference_batch_size)
+        predictor = Predictor.from_path(
+            run, precision="fp32", batch_size=options.inference_batch_size
+        )
     except ImdbSentimentError as exc:
         reason = f"drift monitoring is off: {exc}"
         log.error(reason)
         return None, reason
-    window = DriftWindow(predictor, reference, size=options.drift_window,
-                         refresh_s=options.drift_refresh_s)
-    log.info("drift monitoring: the last %d texts are tested against %s every %g s "
-                "(GET /drift)", window.size, run / REFERENCE_DIR, window.refresh_s)
+    window = DriftWindow(
+        predictor, reference, size=options.drift_window, refresh_s=options.drift_refresh_s
+    )
+    log.info(
+        "drift monitoring: the last %d texts are tested against %s every %g s (GET /drift)",
+        window.size,
+        run / REFERENCE_DIR,
+        window.refresh_s,
+    )
     return window, None
 
 
@@ -89,11 +97,15 @@ def drift_response(model: ModelState) -> JSONResponse:
     report = window.latest
     if report is None:
         if status["texts"] < MIN_BATCH:
-            detail = (f"the drift window holds {status['texts']} texts; the drift tests need at "
-                      f"least {MIN_BATCH}")
+            detail = (
+                f"the drift window holds {status['texts']} texts; the drift tests need at "
+                f"least {MIN_BATCH}"
+            )
         else:
-            detail = (f"no drift report yet: the window holds {status['texts']} texts and is "
-                      f"tested every {window.refresh_s:g} s")
+            detail = (
+                f"no drift report yet: the window holds {status['texts']} texts and is "
+                f"tested every {window.refresh_s:g} s"
+            )
         return JSONResponse({"detail": detail, "window": status}, status_code=409)
     return JSONResponse({**report, "window": status})
 
@@ -117,12 +129,13 @@ class DriftCollector:
         status = window.status()
         yield _gauge("window_texts", "Texts in the drift window.", status["texts"])
         yield _gauge("window_size", "Most texts the drift window keeps.", status["size"])
-        yield _gauge("refresh_interval_seconds", "Seconds between drift tests.",
-                     window.refresh_s)
-        yield CounterMetricFamily(f"{PREFIX}_refreshes", "Drift tests run.",
-                                  value=status["refreshes"])
-        yield CounterMetricFamily(f"{PREFIX}_refresh_errors", "Drift tests that failed.",
-                                  value=status["errors"])
+        yield _gauge("refresh_interval_seconds", "Seconds between drift tests.", window.refresh_s)
+        yield CounterMetricFamily(
+            f"{PREFIX}_refreshes", "Drift tests run.", value=status["refreshes"]
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_refresh_errors", "Drift tests that failed.", value=status["errors"]
+        )
         if window.latest is not None:
             yield from _report_gauges(window.latest, window)
 
@@ -132,23 +145,36 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 
 def _report_gauges(report: dict[str, Any], window: DriftWindow) -> Iterator[Metric]:
-    yield _gauge("any", "1 when any signal of the latest drift report drifted.",
-                 float(report["drifted"]))
-    yield _gauge("last_refresh_timestamp_seconds", "Unix time of the latest drift report.",
-                 window.last_refresh or time.time())
-    yield _gauge("refresh_duration_seconds", "Time the latest drift test took.",
-                 window.refresh_seconds or 0.0)
+    yield _gauge(
+        "any", "1 when any signal of the latest drift report drifted.", float(report["drifted"])
+    )
+    yield _gauge(
+        "last_refresh_timestamp_seconds",
+        "Unix time of the latest drift report.",
+        window.last_refresh or time.time(),
+    )
+    yield _gauge(
+        "refresh_duration_seconds",
+        "Time the latest drift test took.",
+        window.refresh_seconds or 0.0,
+    )
     yield _gauge("report_texts", "Texts the latest drift report tested.", report["n_reviews"])
-    statistic = GaugeMetricFamily(f"{PREFIX}_statistic", "Test statistic per drift signal.",
-                                  labels=["signal"])
-    p_value = GaugeMetricFamily(f"{PREFIX}_p_value",
-                                "p-value per drift signal (none for the vocabulary PSI).",
-                                labels=["signal"])
-    threshold = GaugeMetricFamily(f"{PREFIX}_threshold",
-                                  "Alarm threshold per signal (p-value, or PSI for vocabulary).",
-                                  labels=["signal"])
-    detected = GaugeMetricFamily(f"{PREFIX}_detected", "1 when the signal drifted.",
-                                 labels=["signal"])
+    statistic = GaugeMetricFamily(
+        f"{PREFIX}_statistic", "Test statistic per drift signal.", labels=["signal"]
+    )
+    p_value = GaugeMetricFamily(
+        f"{PREFIX}_p_value",
+        "p-value per drift signal (none for the vocabulary PSI).",
+        labels=["signal"],
+    )
+    threshold = GaugeMetricFamily(
+        f"{PREFIX}_threshold",
+        "Alarm threshold per signal (p-value, or PSI for vocabulary).",
+        labels=["signal"],
+    )
+    detected = GaugeMetricFamily(
+        f"{PREFIX}_detected", "1 when the signal drifted.", labels=["signal"]
+    )
     for s in report["signals"]:
         statistic.add_metric([s["name"]], float(s["statistic"]))
         threshold.add_metric([s["name"]], float(s["threshold"]))

@@ -36,8 +36,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without the serv
 router = APIRouter()
 
 
-@router.post("/predict", response_model=PredictResponse, responses=PREDICT_ERRORS,
-             dependencies=[Depends(require_api_key)], summary="Classify one review or several")
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses=PREDICT_ERRORS,
+    dependencies=[Depends(require_api_key)],
+    summary="Classify one review or several",
+)
 async def predict(texts: TextsDep, model: ModelDep, metrics: MetricsDep) -> PredictResponse:
     """Label and calibrated probability for each review, with how much of it was read.
 
@@ -53,8 +58,8 @@ async def predict(texts: TextsDep, model: ModelDep, metrics: MetricsDep) -> Pred
     if model.drift is not None:
         model.drift.add(texts)  # tested later, on the drift thread
     return PredictResponse(
-        predictions=[PredictionOut(**p.to_dict()) for p in predictions],
-        model_version=model.version)
+        predictions=[PredictionOut(**p.to_dict()) for p in predictions], model_version=model.version
+    )
 
 
 @router.get("/health", summary="Liveness", responses={503: {"model": ErrorResponse}})
@@ -72,25 +77,42 @@ async def ready(model: ModelDep, options: OptionsDep, api_key: ApiKeyDep) -> JSO
     if model.batcher is None or model.predictor is None:
         detail = model.error or "the model is still loading"
         return JSONResponse({"ready": False, "detail": detail}, status_code=503)
-    return JSONResponse({"ready": True, "model_version": model.version,
-                         "backend": model.predictor.backend,
-                         "precision": model.predictor.precision,
-                         "max_length": model.max_length,
-                         "batching": options.batching,
-                         "auth": api_key is not None})
+    return JSONResponse(
+        {
+            "ready": True,
+            "model_version": model.version,
+            "backend": model.predictor.backend,
+            "precision": model.predictor.precision,
+            "max_length": model.max_length,
+            "batching": options.batching,
+            "auth": api_key is not None,
+        }
+    )
 
 
-@router.get("/metrics", summary="Prometheus metrics", dependencies=[Depends(require_api_key)],
-            response_class=Response, responses={401: {"model": ErrorResponse}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    dependencies=[Depends(require_api_key)],
+    response_class=Response,
+    responses={401: {"model": ErrorResponse}},
+)
 async def prometheus(metrics: MetricsDep) -> Response:
     """Requests, latency, batch sizes, labels, confidence, truncation, model version."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/drift", summary="Latest drift report of recent requests",
-            dependencies=[Depends(require_api_key)],
-            responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-                       409: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+@router.get(
+    "/drift",
+    summary="Latest drift report of recent requests",
+    dependencies=[Depends(require_api_key)],
+    responses={
+        401: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        409: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
+)
 async def drift(model: ModelDep) -> JSONResponse:
     """The latest test of the recent request texts against the run's reference profile
     (the report of `imdb-sentiment drift`, plus the window's state in `window`).

@@ -44,10 +44,12 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [
-            {"text": "A wonderful, moving film."},
-            {"texts": ["Loved it.", "Two hours I will never get back."]},
-        ]},
+        json_schema_extra={
+            "examples": [
+                {"text": "A wonderful, moving film."},
+                {"texts": ["Loved it.", "Two hours I will never get back."]},
+            ]
+        },
     )
     text: str | None = Field(default=None, description="One review.")
     texts: list[str] | None = Field(default=None, description="Several reviews.")

@@ -30,32 +30,58 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("imdb_sentiment_requests", "HTTP requests by route and status.",
-                                ["method", "route", "status"], registry=r)
+        self.requests = Counter(
+            "imdb_sentiment_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
         self.latency = Histogram(
-            "imdb_sentiment_request_duration_seconds", "HTTP request latency by route.",
-            ["route"], registry=r, buckets=_LATENCY_BUCKETS)
+            "imdb_sentiment_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
         self.batch_size = Histogram(
-            "imdb_sentiment_batch_size", "Reviews per model call.", registry=r,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+            "imdb_sentiment_batch_size",
+            "Reviews per model call.",
+            registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
         self.batch_requests = Histogram(
-            "imdb_sentiment_batch_requests", "HTTP requests merged into one model call.",
-            registry=r, buckets=(1, 2, 4, 8, 16, 32, 64))
+            "imdb_sentiment_batch_requests",
+            "HTTP requests merged into one model call.",
+            registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
         self.inference = Histogram(
-            "imdb_sentiment_inference_seconds", "Time of one model call.", registry=r,
-            buckets=_INFERENCE_BUCKETS)
-        self.labels = Counter("imdb_sentiment_predictions", "Predicted labels.", ["label"],
-                              registry=r)
+            "imdb_sentiment_inference_seconds",
+            "Time of one model call.",
+            registry=r,
+            buckets=_INFERENCE_BUCKETS,
+        )
+        self.labels = Counter(
+            "imdb_sentiment_predictions", "Predicted labels.", ["label"], registry=r
+        )
         self.confidence = Histogram(
-            "imdb_sentiment_confidence", "Probability of the predicted label.", registry=r,
-            buckets=(0.55, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
-        self.truncated = Counter("imdb_sentiment_truncated_inputs",
-                                 "Reviews cut to the model's maximum length.", registry=r)
-        self.model_info = Gauge("imdb_sentiment_model_info", "The model being served.",
-                                ["version", "run", "backend", "precision", "package_version"],
-                                registry=r)
-        self.ready = Gauge("imdb_sentiment_model_ready", "1 once the model is loaded.",
-                           registry=r)
+            "imdb_sentiment_confidence",
+            "Probability of the predicted label.",
+            registry=r,
+            buckets=(0.55, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+        )
+        self.truncated = Counter(
+            "imdb_sentiment_truncated_inputs",
+            "Reviews cut to the model's maximum length.",
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "imdb_sentiment_model_info",
+            "The model being served.",
+            ["version", "run", "backend", "precision", "package_version"],
+            registry=r,
+        )
+        self.ready = Gauge("imdb_sentiment_model_ready", "1 once the model is loaded.", registry=r)
 
     def observe_predictions(self, predictions: Sequence[Prediction]) -> None:
         """Count the labels, confidences and truncated reviews of one answer."""
@@ -66,8 +92,9 @@ class Metrics:
                 self.truncated.inc()
 
 
-async def measure_requests(request: Request,
-                           call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+async def measure_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
     """HTTP middleware: count every request by route and status, and time it.
 
     It wraps everything else, so refusals made before routing (a body too large) are counted

@@ -11,17 +11,15 @@ the adapted encoder). ``adapt_manifest.json`` records what text it saw and how i
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imdb_sentiment import __version__
 from imdb_sentiment.atomic import write_json
 from imdb_sentiment.config import Config
-from imdb_sentiment.errors import ConfigError, ModelError, RunError
+from imdb_sentiment.errors import ModelError, RunError
 from imdb_sentiment.modeling.loading import (
     load_model_for_masked_lm,
     load_tokenizer,
@@ -35,6 +33,14 @@ from imdb_sentiment.runs import (
     write_status,
 )
 from imdb_sentiment.training import lifecycle
+from imdb_sentiment.training.adaptation import (
+    MANIFEST_FILE,
+    MODEL_MANIFEST_FILE,
+    AdaptResult,
+    AdaptSettings,
+    new_manifest,
+    read_manifest,
+)
 from imdb_sentiment.training.arguments import training_arguments, training_precision
 from imdb_sentiment.training.blocks import blocks
 from imdb_sentiment.training.callbacks import (
@@ -54,65 +60,8 @@ from imdb_sentiment.training.signals import (
 if TYPE_CHECKING:
     from transformers import Trainer
 
-    from imdb_sentiment.data.corpus import Corpus
 
 Log = Callable[[str], None]
-
-MANIFEST_FILE = "adapt_manifest.json"
-"""In the run directory, and as ``adaptation.json`` in its ``model/`` folder."""
-MODEL_MANIFEST_FILE = "adaptation.json"
-
-ADAPT_DEFAULTS: dict[str, Any] = {
-    "training.learning_rate": 5e-5,
-    "training.epochs": 1.0,
-    "training.batch_size": 32,
-    "training.warmup_ratio": 0.06,
-}
-"""What ``adapt`` uses where neither a flag, ``--set`` nor ``--config`` names the key: the
-usual masked-LM recipe (BERT, RoBERTa), not the classifier's."""
-
-
-@dataclass
-class AdaptSettings:
-    """What to adapt on and how, besides the shared :class:`Config`."""
-
-    unlabelled: list[str] = field(default_factory=list)
-    include_train: bool = False
-    drop_overlap: bool = False
-    pack: bool = True
-    mlm_probability: float = 0.15
-    max_texts: int | None = None
-    holdout: int = 500
-    text_column: str = "text"
-
-    def check(self) -> AdaptSettings:
-        """Raise :class:`ConfigError` for a value out of range; return ``self``."""
-        if not 0 < self.mlm_probability < 1:
-            raise ConfigError(f"--mlm-probability must be in (0, 1), got {self.mlm_probability}")
-        if self.max_texts is not None and self.max_texts < 1:
-            raise ConfigError(f"--max-texts must be at least 1, got {self.max_texts}")
-        if self.holdout < 0:
-            raise ConfigError(f"--holdout must not be negative, got {self.holdout}")
-        return self
-
-    @classmethod
-    def saved(cls, run_dir: Path) -> AdaptSettings:
-        """The settings an adaptation run started with (for ``--resume``)."""
-        manifest = read_manifest(run_dir)
-        known = {k: v for k, v in (manifest.get("settings") or {}).items()
-                 if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-
-@dataclass
-class AdaptResult:
-    """What a finished adaptation produced."""
-
-    run_dir: Path
-    model_dir: Path
-    manifest: dict[str, Any]
-    world_size: int
-    already_finished: bool = False
 
 
 @dataclass
@@ -130,8 +79,9 @@ class _Run:
     log: Log = print
 
 
-def adapt(cfg: Config, settings: AdaptSettings, *, resume: bool = False,
-          log: Log = print) -> AdaptResult:
+def adapt(
+    cfg: Config, settings: AdaptSettings, *, resume: bool = False, log: Log = print
+) -> AdaptResult:
     """Continue masked-LM training of ``cfg.model.name`` on the unlabelled corpus and write an
     adaptation run whose ``model/`` folder ``train --model`` accepts.
 
@@ -144,13 +94,20 @@ def adapt(cfg: Config, settings: AdaptSettings, *, resume: bool = False,
         try:
             run = _setup(cfg, settings, resume=resume, log=log)
         except KeyboardInterrupt as exc:
-            raise TrainingInterrupted(f"adaptation stopped by {signal_name(exc)} before the "
-                                      "run started; nothing was written", exit_code_for(exc)
-                                      ) from None
+            raise TrainingInterrupted(
+                f"adaptation stopped by {signal_name(exc)} before the "
+                "run started; nothing was written",
+                exit_code_for(exc),
+            ) from None
         if run.claim.finished:
             log(f"{run.claim.run_dir} already finished (succeeded); nothing was changed")
-            return AdaptResult(run.claim.run_dir, run.claim.run_dir / "model",
-                               read_manifest(run.claim.work_dir), 1, already_finished=True)
+            return AdaptResult(
+                run.claim.run_dir,
+                run.claim.run_dir / "model",
+                read_manifest(run.claim.work_dir),
+                1,
+                already_finished=True,
+            )
         try:
             return _adapt_claimed(run, resume=resume)
         except BaseException as exc:
@@ -158,18 +115,6 @@ def adapt(cfg: Config, settings: AdaptSettings, *, resume: bool = False,
             if stopped is None:
                 raise
             raise stopped from None
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """An adaptation run's manifest; :class:`RunError` when the folder holds none."""
-    path = run_dir / MANIFEST_FILE
-    if not path.is_file():
-        raise RunError(f"{run_dir} holds no adaptation run ({MANIFEST_FILE} is missing)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise RunError(f"{path} is corrupt; start the adaptation again") from None
-    return manifest if isinstance(manifest, dict) else {}
 
 
 def _adapt_claimed(run: _Run, *, resume: bool) -> AdaptResult:
@@ -193,8 +138,9 @@ def _adapt_claimed(run: _Run, *, resume: bool) -> AdaptResult:
     run.manifest["processes"] = processes
     if is_main_process():
         _save(run, trainer)
-    return AdaptResult(run.claim.run_dir, run.claim.run_dir / "model", run.manifest,
-                       trainer.args.world_size)
+    return AdaptResult(
+        run.claim.run_dir, run.claim.run_dir / "model", run.manifest, trainer.args.world_size
+    )
 
 
 def _setup(cfg: Config, settings: AdaptSettings, *, resume: bool, log: Log) -> _Run:
@@ -205,14 +151,19 @@ def _setup(cfg: Config, settings: AdaptSettings, *, resume: bool, log: Log) -> _
 
     model_name = resolve_model_name(cfg.model.name)
     report_to = tracking.resolve_report_to(cfg.run.report_to)
-    corpus = build_corpus(cfg.data.dir, settings.unlabelled, include_train=settings.include_train,
-                          drop_overlap=settings.drop_overlap, text_column=settings.text_column,
-                          log=log if is_main_process() else (lambda _m: None))
+    corpus = build_corpus(
+        cfg.data.dir,
+        settings.unlabelled,
+        include_train=settings.include_train,
+        drop_overlap=settings.drop_overlap,
+        text_column=settings.text_column,
+        log=log if is_main_process() else (lambda _m: None),
+    )
     train_texts, holdout = corpus.split(settings.max_texts, settings.holdout, cfg.training.seed)
     tokenizer = load_tokenizer(model_name)
     if getattr(tokenizer, "mask_token", None) is None:
         raise ModelError(f"{cfg.model.name} has no mask token; masked-LM adaptation needs one")
-    manifest = _manifest(cfg, settings, corpus, len(train_texts), len(holdout))
+    manifest = new_manifest(cfg, settings, corpus, len(train_texts), len(holdout))
     claim = agree(lambda: _claim(cfg, model_name, manifest, resume=resume))
     cfg.run.name = claim.run_dir.name
     run = _Run(cfg, settings, claim, manifest, train_texts, holdout, tokenizer, report_to, log)
@@ -222,8 +173,7 @@ def _setup(cfg: Config, settings: AdaptSettings, *, resume: bool, log: Log) -> _
         lifecycle.start(claim, cfg, log, resume=resume)
         write_json(claim.work_dir / MANIFEST_FILE, manifest)
         if report_to == "wandb":
-            tracking.configure_wandb(claim.work_dir, cfg.run.wandb_project, claim.run_dir.name,
-                                     log)
+            tracking.configure_wandb(claim.work_dir, cfg.run.wandb_project, claim.run_dir.name, log)
     elif run.report_to == "wandb":
         run.report_to = "none"  # only the main process reports
     return run
@@ -237,27 +187,14 @@ def _claim(cfg: Config, model_name: str, manifest: dict[str, Any], *, resume: bo
     if resume and not claim.finished:
         saved = read_manifest(claim.work_dir)
         if (saved.get("corpus") or {}).get("corpus_sha256") != manifest["corpus"][
-                "corpus_sha256"] or saved.get("settings") != manifest["settings"]:
-            raise RunError(f"cannot resume {claim.run_dir}: its corpus or settings differ from "
-                           "the ones it started with; pass the same --unlabelled files and flags")
+            "corpus_sha256"
+        ] or saved.get("settings") != manifest["settings"]:
+            raise RunError(
+                f"cannot resume {claim.run_dir}: its corpus or settings differ from "
+                "the ones it started with; pass the same --unlabelled files and flags"
+            )
         manifest["result"] = saved.get("result") or {}
     return claim
-
-
-def _manifest(cfg: Config, settings: AdaptSettings, corpus: Corpus, train_texts: int,
-              holdout_texts: int) -> dict[str, Any]:
-    return {
-        "kind": "masked-lm adaptation",
-        "base_model": cfg.model.name,
-        "data_dir": str(Path(cfg.data.dir).expanduser().resolve()),
-        "corpus": corpus.record(),
-        "used": {"train_texts": train_texts, "holdout_texts": holdout_texts,
-                 "sample_seed": cfg.training.seed},
-        "settings": asdict(settings),
-        "config": cfg.to_dict(),
-        "result": {},
-        "imdb_sentiment_version": __version__,
-    }
 
 
 def _build_trainer(run: _Run) -> tuple[Trainer, ProcessRecorder]:
@@ -269,26 +206,38 @@ def _build_trainer(run: _Run) -> tuple[Trainer, ProcessRecorder]:
     set_seed(cfg.training.seed)  # before the model exists: it seeds a fresh masked-LM head
     train_ds = blocks(run.tokenizer, run.train_texts, cfg, pack=s.pack)
     holdout_ds = blocks(run.tokenizer, run.holdout_texts, cfg, pack=s.pack)
-    run.manifest["used"].update(blocks=len(train_ds), tokens=sum(map(len, train_ds.rows)),
-                                max_length=cfg.model.max_length, packed=s.pack)
-    run.log(f"{len(run.train_texts):,} texts -> {len(train_ds):,} blocks of up to "
-            f"{cfg.model.max_length} tokens ({'packed' if s.pack else cfg.model.truncation})")
+    run.manifest["used"].update(
+        blocks=len(train_ds),
+        tokens=sum(map(len, train_ds.rows)),
+        max_length=cfg.model.max_length,
+        packed=s.pack,
+    )
+    run.log(
+        f"{len(run.train_texts):,} texts -> {len(train_ds):,} blocks of up to "
+        f"{cfg.model.max_length} tokens ({'packed' if s.pack else cfg.model.truncation})"
+    )
     model, missing = load_model_for_masked_lm(resolve_model_name(cfg.model.name))
     if missing:
         # all-MiniLM-L6-v2 and other sentence-transformers encoders are saved without one.
-        run.log(f"{cfg.model.name} ships no masked-LM head ({len(missing)} weights missing); "
-                "adaptation trains a freshly initialised one")
+        run.log(
+            f"{cfg.model.name} ships no masked-LM head ({len(missing)} weights missing); "
+            "adaptation trains a freshly initialised one"
+        )
     run.manifest["fresh_mlm_head"] = bool(missing)
     recorder = ProcessRecorder(resume_from=run.claim.checkpoint)
-    args = training_arguments(cfg, run.claim.work_dir, run.report_to, train_rows=len(train_ds),
-                              masked_lm=True)
+    args = training_arguments(
+        cfg, run.claim.work_dir, run.report_to, train_rows=len(train_ds), masked_lm=True
+    )
     args.run_name = run.claim.run_dir.name  # not the staging folder's name
     trainer = Trainer(
-        model=model, args=args, train_dataset=train_ds,
+        model=model,
+        args=args,
+        train_dataset=train_ds,
         eval_dataset=holdout_ds if len(holdout_ds) else None,
         processing_class=run.tokenizer,
         data_collator=DataCollatorForLanguageModeling(
-            run.tokenizer, mlm_probability=s.mlm_probability, pad_to_multiple_of=8),
+            run.tokenizer, mlm_probability=s.mlm_probability, pad_to_multiple_of=8
+        ),
         callbacks=[recorder.callback(), config_logger(cfg), share_checkpoints()],
     )
     # Trainer prints its log dicts on stdout; the commands keep stdout for results.
@@ -308,8 +257,13 @@ def _holdout_loss(trainer: Trainer, seed: int) -> float:
         return float(trainer.evaluate(metric_key_prefix="holdout")["holdout_loss"])
 
 
-def _result(before: float | None, after: float | None, whole: dict[str, Any],
-            epochs: float | None, processes: list[dict[str, Any]]) -> dict[str, Any]:
+def _result(
+    before: float | None,
+    after: float | None,
+    whole: dict[str, Any],
+    epochs: float | None,
+    processes: list[dict[str, Any]],
+) -> dict[str, Any]:
     def perplexity(loss: float | None) -> float | None:
         return math.exp(min(loss, 50.0)) if loss is not None else None
 
@@ -336,7 +290,8 @@ def _save(run: _Run, trainer: Trainer) -> None:
     trainer.save_model(str(model_dir))
     run.tokenizer.save_pretrained(str(model_dir))
     run.manifest["kept_from_base"] = keep_base_weights(
-        resolve_model_name(run.cfg.model.name), model_dir)
+        resolve_model_name(run.cfg.model.name), model_dir
+    )
     share_like_umask(model_dir)  # safetensors writes 0600 whatever the umask
     run.manifest["training_precision"] = training_precision(run.cfg.training.precision)
     run.manifest["world_size"] = trainer.args.world_size
@@ -353,21 +308,30 @@ def _record_stop(run: _Run, exc: BaseException) -> TrainingInterrupted | None:
     interrupted = isinstance(exc, KeyboardInterrupt)
     claim, cfg = run.claim, run.cfg
     if latest_checkpoint(claim.work_dir) is not None:
-        how = ("resume with: imdb-sentiment adapt --resume --run-name "
-               f"{claim.run_dir.name} --output-dir {cfg.run.output_dir}")
+        how = (
+            "resume with: imdb-sentiment adapt --resume --run-name "
+            f"{claim.run_dir.name} --output-dir {cfg.run.output_dir}"
+        )
     else:
-        how = ("no complete checkpoint was saved; start again with the same flags and "
-               "--overwrite")
+        how = "no complete checkpoint was saved; start again with the same flags and --overwrite"
     if is_main_process():
-        reason = (f"stopped by {signal_name(exc)}" if interrupted
-                  else (str(exc).splitlines() or [type(exc).__name__])[0])
+        reason = (
+            f"stopped by {signal_name(exc)}"
+            if interrupted
+            else (str(exc).splitlines() or [type(exc).__name__])[0]
+        )
         with contextlib.suppress(OSError):  # on a full disk the first error is the one to see
-            write_status(claim.work_dir, "interrupted" if interrupted else "failed",
-                         reason=reason, how_to_go_on=how)
+            write_status(
+                claim.work_dir,
+                "interrupted" if interrupted else "failed",
+                reason=reason,
+                how_to_go_on=how,
+            )
     if not interrupted:
         return None
-    return TrainingInterrupted(f"adaptation stopped by {signal_name(exc)}; {how}",
-                               exit_code_for(exc))
+    return TrainingInterrupted(
+        f"adaptation stopped by {signal_name(exc)}; {how}", exit_code_for(exc)
+    )
 
 
 def keep_base_weights(base: str, model_dir: Path) -> list[str]:
@@ -384,8 +348,11 @@ def keep_base_weights(base: str, model_dir: Path) -> list[str]:
     saved = load_file(str(path))
     encoder = AutoModel.from_pretrained(base, dtype=torch.float32)
     prefix = encoder.base_model_prefix
-    extra = {f"{prefix}.{k}": v.contiguous() for k, v in encoder.state_dict().items()
-             if f"{prefix}.{k}" not in saved and k.split(".")[0] == "pooler"}
+    extra = {
+        f"{prefix}.{k}": v.contiguous()
+        for k, v in encoder.state_dict().items()
+        if f"{prefix}.{k}" not in saved and k.split(".")[0] == "pooler"
+    }
     if extra:
         save_file({**saved, **extra}, str(path), metadata={"format": "pt"})
     return sorted(extra)

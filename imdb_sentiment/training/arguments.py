@@ -1,7 +1,8 @@
 """Our config as ``transformers.TrainingArguments``: the one place that translation happens.
 
-The valid ``training.precision`` choices are :data:`imdb_sentiment.config.TRAINING_PRECISIONS`,
-checked when the config is built; here a choice only becomes the precision training runs in.
+The valid ``training.precision`` choices are
+:data:`imdb_sentiment.config_rules.TRAINING_PRECISIONS`, checked when the config is built; here a
+choice only becomes the precision training runs in.
 """
 
 from __future__ import annotations
@@ -64,14 +65,17 @@ def warmup_steps(cfg: Config, train_rows: int, processes: int) -> int:
     return math.ceil(round(steps, 6))
 
 
-def training_arguments(cfg: Config, run_dir: Path, report_to: str, *, train_rows: int,
-                       masked_lm: bool = False) -> TrainingArguments:
+def training_arguments(
+    cfg: Config, run_dir: Path, report_to: str, *, train_rows: int, masked_lm: bool = False
+) -> TrainingArguments:
     """Translate our config into ``TrainingArguments`` for a run on ``train_rows`` reviews
     (``masked_lm``: for ``adapt``, which has no labelled validation to evaluate on)."""
     from transformers import TrainingArguments
 
-    values = {**_optimisation(cfg, train_rows),
-              **_bookkeeping(cfg, run_dir, report_to, masked_lm=masked_lm)}
+    values = {
+        **_optimisation(cfg, train_rows),
+        **_bookkeeping(cfg, run_dir, report_to, masked_lm=masked_lm),
+    }
     try:
         return TrainingArguments(**values)
     except ValueError as exc:
@@ -109,8 +113,9 @@ def _optimisation(cfg: Config, train_rows: int) -> dict[str, Any]:
     }
 
 
-def _bookkeeping(cfg: Config, run_dir: Path, report_to: str, *,
-                 masked_lm: bool = False) -> dict[str, Any]:
+def _bookkeeping(
+    cfg: Config, run_dir: Path, report_to: str, *, masked_lm: bool = False
+) -> dict[str, Any]:
     """What is evaluated, kept, logged and reported, and when."""
     t = cfg.training
     strategy = "steps" if t.eval_steps > 0 else "epoch"

@@ -37,8 +37,7 @@ def blocks(tokenizer: Any, texts: Sequence[str], cfg: Config, *, pack: bool) -> 
     if not texts:
         return Blocks([])
     if not pack:
-        return Blocks(encode(tokenizer, texts, m.max_length, m.truncation, m.head_budget)
-                      .input_ids)
+        return Blocks(encode(tokenizer, texts, m.max_length, m.truncation, m.head_budget).input_ids)
     max_length = min(m.max_length, getattr(tokenizer, "model_max_length", m.max_length))
     prefix, suffix = special_tokens(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
@@ -46,6 +45,8 @@ def blocks(tokenizer: Any, texts: Sequence[str], cfg: Config, *, pack: bool) -> 
     ids = whole_token_ids(tokenizer, texts)
     stream = np.fromiter(chain.from_iterable(i + sep for i in ids), dtype=np.int64)
     ends = np.asarray(prefix + suffix, dtype=np.int64)
-    rows = [np.concatenate([ends[:len(prefix)], stream[s:s + budget], ends[len(prefix):]])
-            for s in range(0, len(stream), budget)]
+    rows = [
+        np.concatenate([ends[: len(prefix)], stream[s : s + budget], ends[len(prefix) :]])
+        for s in range(0, len(stream), budget)
+    ]
     return Blocks(rows)

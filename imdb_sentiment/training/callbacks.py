@@ -61,8 +61,11 @@ class ProcessRecorder:
             # A checkpoint from before these files (or killed before writing one): the steps
             # are known, the time they took is not.
             self.steps = state.global_step
-            self.samples = state.global_step * args.per_device_train_batch_size * (
-                args.gradient_accumulation_steps)
+            self.samples = (
+                state.global_step
+                * args.per_device_train_batch_size
+                * (args.gradient_accumulation_steps)
+            )
 
     def save(self, args: Any, state: Any) -> None:
         """After a checkpoint is written: keep this process's whole-run counts in it."""
@@ -71,9 +74,15 @@ class ProcessRecorder:
             return
         from imdb_sentiment.atomic import write_json
 
-        write_json(folder / self.PROGRESS_FILE.format(rank=self._rank()), {
-            "optimizer_steps": self.steps, "samples_seen": self.samples,
-            "step_seconds": self.step_seconds, "train_seconds": self.seconds_so_far()})
+        write_json(
+            folder / self.PROGRESS_FILE.format(rank=self._rank()),
+            {
+                "optimizer_steps": self.steps,
+                "samples_seen": self.samples,
+                "step_seconds": self.step_seconds,
+                "train_seconds": self.seconds_so_far(),
+            },
+        )
 
     def seconds_so_far(self) -> float:
         """Wall time in training over the whole run, this part included."""
@@ -104,8 +113,9 @@ class ProcessRecorder:
 
         return _Callback()
 
-    def whole_run(self, train_metrics: dict[str, Any], state: Any,
-                  train_rows: int) -> dict[str, Any]:
+    def whole_run(
+        self, train_metrics: dict[str, Any], state: Any, train_rows: int
+    ) -> dict[str, Any]:
         """Runtime, samples/s and mean loss of the whole run. Trainer's own figures cover only
         the part since a ``--resume``; the earlier part's loss is read from its logged losses."""
         runtime = train_metrics.get("train_runtime")
@@ -118,8 +128,7 @@ class ProcessRecorder:
             if loss is not None and earlier is not None and state.global_step > 0:
                 later_steps = state.global_step - self.resumed_from_step
                 loss = (earlier * self.resumed_from_step + loss * later_steps) / state.global_step
-        return {"train_runtime_s": runtime, "train_samples_per_second": speed,
-                "train_loss": loss}
+        return {"train_runtime_s": runtime, "train_samples_per_second": speed, "train_loss": loss}
 
     @staticmethod
     def step_throughput(processes: list[dict[str, Any]]) -> float | None:
@@ -219,12 +228,16 @@ def stderr_progress() -> TrainerCallback:
     from transformers.trainer_callback import ProgressCallback
 
     class _StderrProgress(ProgressCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
-                   **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
+        ) -> None:
             if not state.is_world_process_zero or self.training_bar is None or not logs:
                 return
-            shown = {k: f"{v:.4g}" if isinstance(v, float) else v
-                     for k, v in logs.items() if k != "total_flos"}
+            shown = {
+                k: f"{v:.4g}" if isinstance(v, float) else v
+                for k, v in logs.items()
+                if k != "total_flos"
+            }
             tqdm.write(str(shown), file=sys.stderr)
 
     return _StderrProgress()
@@ -248,8 +261,9 @@ def close_progress_bars() -> None:
 
     # Innermost first: a nested bar (evaluation inside training) clears its line and moves the
     # cursor up as it closes, so the outer bar must close after it to end with the newline.
-    bars = sorted(getattr(tqdm, "_instances", []), key=lambda b: abs(getattr(b, "pos", 0)),
-                  reverse=True)
+    bars = sorted(
+        getattr(tqdm, "_instances", []), key=lambda b: abs(getattr(b, "pos", 0)), reverse=True
+    )
     for bar in bars:
         bar.close()
 

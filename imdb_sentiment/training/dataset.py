@@ -51,8 +51,13 @@ class EncodedReviews:
     Padding is left to the collator, so each batch is only as wide as its longest review.
     """
 
-    def __init__(self, input_ids: Sequence[Sequence[int]] | tuple[np.ndarray, np.ndarray],
-                 labels: list[int], *, cache: str = "off") -> None:
+    def __init__(
+        self,
+        input_ids: Sequence[Sequence[int]] | tuple[np.ndarray, np.ndarray],
+        labels: list[int],
+        *,
+        cache: str = "off",
+    ) -> None:
         if isinstance(input_ids, tuple):
             self.flat, self.offsets = input_ids
         else:
@@ -66,7 +71,7 @@ class EncodedReviews:
 
     def ids(self, i: int) -> list[int]:
         """Review ``i``'s token ids, special tokens included."""
-        return self.flat[self.offsets[i]:self.offsets[i + 1]].tolist()
+        return self.flat[self.offsets[i] : self.offsets[i + 1]].tolist()
 
     @property
     def input_ids(self) -> list[list[int]]:
@@ -82,8 +87,9 @@ def _flatten(input_ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray
     lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
     offsets = np.zeros(len(input_ids) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    flat = np.fromiter((t for ids in input_ids for t in ids), dtype=np.int32,
-                       count=int(offsets[-1]))
+    flat = np.fromiter(
+        (t for ids in input_ids for t in ids), dtype=np.int32, count=int(offsets[-1])
+    )
     return flat, offsets
 
 
@@ -134,8 +140,7 @@ def tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
         definition = json.dumps(state, sort_keys=True)
     else:
         definition = json.dumps(sorted(tokenizer.get_vocab().items()))
-        definition += json.dumps(getattr(tokenizer, "init_kwargs", {}), sort_keys=True,
-                                 default=str)
+        definition += json.dumps(getattr(tokenizer, "init_kwargs", {}), sort_keys=True, default=str)
     prefix, suffix = special_tokens(tokenizer)
     return {
         "name": str(getattr(tokenizer, "name_or_path", "")),
@@ -193,9 +198,14 @@ def read_cache(path: Path, key: dict[str, Any], rows: int) -> tuple[np.ndarray, 
             flat, offsets = stored["ids"], stored["offsets"]
     except Exception:  # a truncated or foreign file raises zip, numpy or OS errors alike
         return None
-    sound = (flat.dtype == np.int32 and offsets.dtype == np.int64 and offsets.shape == (rows + 1,)
-             and offsets[0] == 0 and offsets[-1] == flat.shape[0]
-             and bool(np.all(np.diff(offsets) >= 0)))
+    sound = (
+        flat.dtype == np.int32
+        and offsets.dtype == np.int64
+        and offsets.shape == (rows + 1,)
+        and offsets[0] == 0
+        and offsets[-1] == flat.shape[0]
+        and bool(np.all(np.diff(offsets) >= 0))
+    )
     return (flat, offsets) if sound else None
 
 

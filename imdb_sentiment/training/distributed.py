@@ -48,8 +48,13 @@ def agree(decide: Callable[[], T]) -> T:
         except BaseException as exc:
             failure = exc
             known = isinstance(exc, ImdbSentimentError)
-            box = [("error", type(exc) if known else RunError,
-                    str(exc) if known else f"the main process failed: {exc!r}")]
+            box = [
+                (
+                    "error",
+                    type(exc) if known else RunError,
+                    str(exc) if known else f"the main process failed: {exc!r}",
+                )
+            ]
     dist.broadcast_object_list(box, src=0)
     if failure is not None:
         raise failure
@@ -99,15 +104,24 @@ def launch_command(num_processes: int, cli_args: list[str]) -> list[str]:
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     cmd = [
         # accelerate's launcher, ended by an exit code instead of a traceback (training/launch.py)
-        sys.executable, "-m", "imdb_sentiment.training.launch",
+        sys.executable,
+        "-m",
+        "imdb_sentiment.training.launch",
         "--multi_gpu",
-        "--num_processes", str(num_processes),
-        "--num_machines", "1",
-        "--machine_rank", "0",
-        "--main_process_ip", "127.0.0.1",
-        "--main_process_port", str(free_port()),
-        "--mixed_precision", "no",  # precision is chosen by our own config
-        "--dynamo_backend", "no",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--machine_rank",
+        "0",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(free_port()),
+        "--mixed_precision",
+        "no",  # precision is chosen by our own config
+        "--dynamo_backend",
+        "no",
     ]
     if gpus:
         cmd += ["--gpu_ids", ",".join(str(i) for i in range(min(gpus, num_processes)))]

@@ -75,8 +75,9 @@ def check_room(cfg: Config, model_name: str, *, already: int = 0) -> None:
     if not weights:
         return  # size unknown: a disk that fills is still one line (exit 8) when it happens
     kept = cfg.training.save_total_limit + 1
-    needed = max(weights * (1 + kept * OPTIMIZER_FACTOR) - already,
-                 weights * (1 + OPTIMIZER_FACTOR))
+    needed = max(
+        weights * (1 + kept * OPTIMIZER_FACTOR) - already, weights * (1 + OPTIMIZER_FACTOR)
+    )
     check_free_space(root, needed, f"the model and {kept} checkpoints of this training")
 
 
@@ -91,32 +92,45 @@ def claim(cfg: Config, model_name: str, *, resume: bool) -> Claim:
     if resume:
         if cfg.run.name is None:
             raise RunError("--resume needs --run-name to say which run to continue")
-        claimed = claim_run_dir(root / cfg.run.name, overwrite=cfg.run.overwrite, resume=True,
-                                epochs=cfg.training.epochs)
+        claimed = claim_run_dir(
+            root / cfg.run.name,
+            overwrite=cfg.run.overwrite,
+            resume=True,
+            epochs=cfg.training.epochs,
+        )
         if not claimed.finished:
             check_room(cfg, model_name, already=_bytes_under(claimed.work_dir / "checkpoints"))
         return claimed
     check_room(cfg, model_name)
     if cfg.run.name is None:
         return claim_new_run(root, model_name)
-    return claim_run_dir(root / cfg.run.name, overwrite=cfg.run.overwrite, resume=False,
-                         epochs=cfg.training.epochs)
+    return claim_run_dir(
+        root / cfg.run.name, overwrite=cfg.run.overwrite, resume=False, epochs=cfg.training.epochs
+    )
 
 
 def start(claimed: Claim, cfg: Config, log: Log, *, resume: bool) -> None:
     """Save the config and record that the run started (resumed: from what, skipping what)."""
     if resume:
         if claimed.previous is not None:
-            log(f"{claimed.run_dir}: its last training was "
-                f"{describe(claimed.work_dir, claimed.previous)}")
+            log(
+                f"{claimed.run_dir}: its last training was "
+                f"{describe(claimed.work_dir, claimed.previous)}"
+            )
         for ckpt, why in claimed.skipped:
             log(f"skipping {ckpt.name}: {why} (set aside as incomplete-{ckpt.name})")
     if claimed.replacing:
-        log(f"training in {claimed.work_dir}; it replaces {claimed.run_dir} only once it has "
-            "succeeded")
+        log(
+            f"training in {claimed.work_dir}; it replaces {claimed.run_dir} only once it has "
+            "succeeded"
+        )
     cfg.save(claimed.work_dir / "config.yaml")
-    write_status(claimed.work_dir, "running", started_at=time.time(),
-                 resumed_from=claimed.checkpoint.name if claimed.checkpoint else None)
+    write_status(
+        claimed.work_dir,
+        "running",
+        started_at=time.time(),
+        resumed_from=claimed.checkpoint.name if claimed.checkpoint else None,
+    )
 
 
 def saved_results(claimed: Claim, log: Log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -129,8 +143,10 @@ def saved_results(claimed: Claim, log: Log) -> tuple[dict[str, Any], list[dict[s
         except (OSError, ValueError):
             return None
 
-    log(f"{claimed.run_dir} already finished (succeeded); nothing to resume and nothing was "
-        "changed. To train it longer, resume with a larger --epochs than it was trained for.")
+    log(
+        f"{claimed.run_dir} already finished (succeeded); nothing to resume and nothing was "
+        "changed. To train it longer, resume with a larger --epochs than it was trained for."
+    )
     metrics = (read("metrics.json") or {}).get("metrics") or {}
     return metrics, read("processes.json") or []
 
@@ -138,10 +154,14 @@ def saved_results(claimed: Claim, log: Log) -> tuple[dict[str, Any], list[dict[s
 def how_to_go_on(claimed: Claim, cfg: Config) -> dict[str, str]:
     """How to continue a stopped run: resume when a complete checkpoint exists, else restart."""
     if latest_checkpoint(claimed.work_dir) is not None:
-        return {"resume_with": f"imdb-sentiment train --resume --run-name "
-                               f"{claimed.run_dir.name} --output-dir {cfg.run.output_dir}"}
-    return {"restart_with": f"imdb-sentiment train --config {claimed.work_dir / 'config.yaml'}"
-                            " --overwrite"}
+        return {
+            "resume_with": f"imdb-sentiment train --resume --run-name "
+            f"{claimed.run_dir.name} --output-dir {cfg.run.output_dir}"
+        }
+    return {
+        "restart_with": f"imdb-sentiment train --config {claimed.work_dir / 'config.yaml'}"
+        " --overwrite"
+    }
 
 
 def record_stop(claimed: Claim, cfg: Config, exc: BaseException) -> TrainingInterrupted | None:
@@ -150,18 +170,27 @@ def record_stop(claimed: Claim, cfg: Config, exc: BaseException) -> TrainingInte
     what it caught."""
     interrupted = isinstance(exc, KeyboardInterrupt)
     if not is_main_process():
-        return (TrainingInterrupted(f"training stopped by {signal_name(exc)}",
-                                    exit_code_for(exc)) if interrupted else None)
+        return (
+            TrainingInterrupted(f"training stopped by {signal_name(exc)}", exit_code_for(exc))
+            if interrupted
+            else None
+        )
     hint = how_to_go_on(claimed, cfg)
-    reason = (f"stopped by {signal_name(exc)}" if interrupted
-              else (str(exc).splitlines() or [type(exc).__name__])[0])
+    reason = (
+        f"stopped by {signal_name(exc)}"
+        if interrupted
+        else (str(exc).splitlines() or [type(exc).__name__])[0]
+    )
     # On a full or vanished disk the error that stopped the run is the one to report.
     with contextlib.suppress(OSError):
-        write_status(claimed.work_dir, "interrupted" if interrupted else "failed",
-                     reason=reason, **hint)
+        write_status(
+            claimed.work_dir, "interrupted" if interrupted else "failed", reason=reason, **hint
+        )
     if not interrupted:
         return None
-    how = (f"resume with: {hint['resume_with']}" if "resume_with" in hint
-           else f"no complete checkpoint was saved; start again with: {hint['restart_with']}")
-    return TrainingInterrupted(f"training stopped by {signal_name(exc)}; {how}",
-                               exit_code_for(exc))
+    how = (
+        f"resume with: {hint['resume_with']}"
+        if "resume_with" in hint
+        else f"no complete checkpoint was saved; start again with: {hint['restart_with']}"
+    )
+    return TrainingInterrupted(f"training stopped by {signal_name(exc)}; {how}", exit_code_for(exc))

@@ -42,6 +42,7 @@ from imdb_sentiment.training.callbacks import (
 )
 from imdb_sentiment.training.dataset import encoded_reviews
 from imdb_sentiment.training.distributed import agree, is_main_process
+from imdb_sentiment.training.scoring import positive, score
 from imdb_sentiment.training.signals import (
     TrainingInterrupted,
     exit_code_for,
@@ -105,8 +106,9 @@ class _Fit:
     labels: np.ndarray
 
 
-def train(cfg: Config, *, resume: bool = False, log: Log = print,
-          callbacks: list[Any] | None = None) -> TrainResult:
+def train(
+    cfg: Config, *, resume: bool = False, log: Log = print, callbacks: list[Any] | None = None
+) -> TrainResult:
     """Fine-tune ``cfg.model.name`` on the prepared data and write a self-describing run.
 
     ``callbacks`` are extra ``TrainerCallback``s, such as the search's pruning hook.
@@ -118,12 +120,20 @@ def train(cfg: Config, *, resume: bool = False, log: Log = print,
         try:
             run = _setup(cfg, resume=resume, log=log)
         except KeyboardInterrupt as exc:
-            raise TrainingInterrupted(f"training stopped by {signal_name(exc)} before the run "
-                                      "started; nothing was written", exit_code_for(exc)) from None
+            raise TrainingInterrupted(
+                f"training stopped by {signal_name(exc)} before the run "
+                "started; nothing was written",
+                exit_code_for(exc),
+            ) from None
         if run.claim.finished:
             metrics, processes = lifecycle.saved_results(run.claim, log)
-            return TrainResult(run.run_dir, metrics, int(metrics.get("world_size") or 1),
-                               processes, already_finished=True)
+            return TrainResult(
+                run.run_dir,
+                metrics,
+                int(metrics.get("world_size") or 1),
+                processes,
+                already_finished=True,
+            )
         run.callbacks = list(callbacks or [])
         try:
             return _train_claimed(run)
@@ -164,8 +174,7 @@ def _setup(cfg: Config, *, resume: bool, log: Log) -> _Run:
     if is_main_process():
         lifecycle.start(claim, cfg, log, resume=resume)
         if report_to == "wandb":
-            tracking.configure_wandb(claim.work_dir, cfg.run.wandb_project, claim.run_dir.name,
-                                     log)
+            tracking.configure_wandb(claim.work_dir, cfg.run.wandb_project, claim.run_dir.name, log)
     elif run.report_to == "wandb":
         run.report_to = "none"  # only the main process reports
     return run
@@ -181,8 +190,9 @@ def _load_data(cfg: Config, log: Log) -> tuple[pd.DataFrame, pd.DataFrame, dict[
     manifest = load_manifest(cfg.data.dir)
     train_df = sample(train_df, cfg.data.max_train_samples, cfg.training.seed)
     val_df = sample(val_df, cfg.data.max_eval_samples, cfg.training.seed)
-    train_df, manifest["extra_train"] = add_extra_rows(train_df, cfg.data.dir,
-                                                       cfg.data.extra_train, log)
+    train_df, manifest["extra_train"] = add_extra_rows(
+        train_df, cfg.data.dir, cfg.data.extra_train, log
+    )
     if train_df["label"].nunique() < 2:
         raise DataError("the training data holds only one label; both classes are needed")
     return train_df, val_df, manifest
@@ -200,8 +210,10 @@ def _build_trainer(run: _Run) -> tuple[Trainer, ProcessRecorder, ValidationLogit
 
     cfg, tokenizer = run.cfg, run.tokenizer
     set_seed(cfg.training.seed)  # before the model exists: it seeds the new classifier head
-    run.log(f"tokenizing {len(run.train):,} training and {len(run.validation):,} validation "
-            f"reviews (max length {cfg.model.max_length}, truncation {cfg.model.truncation})")
+    run.log(
+        f"tokenizing {len(run.train):,} training and {len(run.validation):,} validation "
+        f"reviews (max length {cfg.model.max_length}, truncation {cfg.model.truncation})"
+    )
     train_ds = encoded_reviews(tokenizer, run.train, cfg)
     val_ds = encoded_reviews(tokenizer, run.validation, cfg)
     model = load_model_for_training(resolve_model_name(cfg.model.name))
@@ -216,17 +228,21 @@ def _build_trainer(run: _Run) -> tuple[Trainer, ProcessRecorder, ValidationLogit
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         compute_metrics=kept,
-        callbacks=[*early_stopping(cfg.training.early_stopping_patience),
-                   recorder.callback(), config_logger(cfg), rebase_best_checkpoint(),
-                   share_checkpoints(), *run.callbacks],
+        callbacks=[
+            *early_stopping(cfg.training.early_stopping_patience),
+            recorder.callback(),
+            config_logger(cfg),
+            rebase_best_checkpoint(),
+            share_checkpoints(),
+            *run.callbacks,
+        ],
     )
     progress_on_stderr(trainer)
     kept.step = lambda: trainer.state.global_step
     return trainer, recorder, kept
 
 
-def _fit(run: _Run, trainer: Trainer, recorder: ProcessRecorder,
-         kept: ValidationLogits) -> _Fit:
+def _fit(run: _Run, trainer: Trainer, recorder: ProcessRecorder, kept: ValidationLogits) -> _Fit:
     """Train (from the claimed checkpoint when resuming)."""
     checkpoint = run.claim.checkpoint
     if checkpoint is not None:
@@ -244,28 +260,16 @@ def _validation_logits(trainer: Trainer, kept: ValidationLogits) -> tuple[np.nda
     best = kept.best(trainer.state.best_model_checkpoint)
     if best is not None:
         return best
-    prediction = trainer.predict(trainer.eval_dataset,  # type: ignore[arg-type]
-                                 metric_key_prefix="validation")
+    prediction = trainer.predict(
+        trainer.eval_dataset,  # type: ignore[arg-type]
+        metric_key_prefix="validation",
+    )
     return np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
-
-
-def _positive(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    from imdb_sentiment.metrics.classification import softmax
-
-    return softmax(logits, temperature)[:, 1]
 
 
 def _score(run: _Run, fit: _Fit) -> tuple[dict[str, Any], float]:
     """The run's metrics, with calibration and bootstrap intervals, and the fitted temperature."""
-    from imdb_sentiment.metrics.intervals import bootstrap_intervals
-
-    metrics = _run_metrics(run, fit)
-    temperature, calibration = _calibrate(run.cfg, fit.logits, fit.labels, metrics)
-    if calibration is not None:
-        metrics["calibration"] = calibration
-    metrics["intervals"] = bootstrap_intervals(fit.labels, _positive(fit.logits, temperature),
-                                               seed=run.cfg.training.seed)
-    return metrics, temperature
+    return score(run.cfg, fit.logits, fit.labels, _run_metrics(run, fit))
 
 
 def _run_metrics(run: _Run, fit: _Fit) -> dict[str, Any]:
@@ -275,7 +279,7 @@ def _run_metrics(run: _Run, fit: _Fit) -> dict[str, Any]:
     state, args = fit.trainer.state, fit.trainer.args
     best = state.best_model_checkpoint
     return {
-        **compute_metrics(fit.labels, _positive(fit.logits)),
+        **compute_metrics(fit.labels, positive(fit.logits)),
         "train_samples": len(run.train),
         "validation_samples": len(run.validation),
         "train_runtime_s": fit.train_metrics.get("train_runtime_s"),
@@ -291,35 +295,13 @@ def _run_metrics(run: _Run, fit: _Fit) -> dict[str, Any]:
     }
 
 
-def _calibrate(cfg: Config, logits: np.ndarray, labels: np.ndarray,
-               metrics: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
-    """The temperature fitted on validation and its calibration record; ``(1.0, None)`` when
-    calibration is off or the model learned nothing."""
-    from imdb_sentiment.metrics.calibration import (
-        calibration_summary,
-        cross_fitted_ece,
-        fit_temperature,
-    )
-    from imdb_sentiment.metrics.classification import at_chance, compute_metrics
-
-    if not cfg.training.calibrate or at_chance(metrics):
-        return 1.0, None
-    temperature = fit_temperature(logits, labels)
-    after = _positive(logits, temperature)
-    # T was fitted on these same reviews; the cross-fitted figures are the honest "after".
-    honest = cross_fitted_ece(logits, labels, seed=cfg.training.seed)
-    return temperature, calibration_summary(
-        labels, _positive(logits), after, temperature,
-        fitted_on=f"validation ({len(labels)} reviews)",
-        log_loss=compute_metrics(labels, after)["log_loss"],
-        ece_crossfit=honest["ece"],
-        brier_crossfit=honest["brier"],
-    )
-
-
 def _payload(fit: _Fit, metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"state": "succeeded", "metrics": metrics, "processes": fit.processes,
-            "imdb_sentiment_version": __version__}
+    return {
+        "state": "succeeded",
+        "metrics": metrics,
+        "processes": fit.processes,
+        "imdb_sentiment_version": __version__,
+    }
 
 
 def _record(run: _Run, fit: _Fit, metrics: dict[str, Any]) -> None:
@@ -330,15 +312,28 @@ def _record(run: _Run, fit: _Fit, metrics: dict[str, Any]) -> None:
     from imdb_sentiment.text import predicted_labels
 
     cfg = run.cfg
-    write_json(run.work_dir / "data_manifest.json", {
-        **run.manifest, "data_dir": str(Path(cfg.data.dir).resolve()),
-        "used": {"train_rows": len(run.train), "validation_rows": len(run.validation),
-                 "sample_seed": cfg.training.seed},
-    })
-    tracking.log_final(metrics, fit.labels, predicted_labels(_positive(fit.logits)))
+    write_json(
+        run.work_dir / "data_manifest.json",
+        {
+            **run.manifest,
+            "data_dir": str(Path(cfg.data.dir).resolve()),
+            "used": {
+                "train_rows": len(run.train),
+                "validation_rows": len(run.validation),
+                "sample_seed": cfg.training.seed,
+            },
+        },
+    )
+    tracking.log_final(metrics, fit.labels, predicted_labels(positive(fit.logits)))
     if at_chance(metrics):
-        _fail_at_chance(run.work_dir, {**_payload(fit, metrics), "state": "failed",
-                                      "reason": "validation accuracy at chance"})
+        _fail_at_chance(
+            run.work_dir,
+            {
+                **_payload(fit, metrics),
+                "state": "failed",
+                "reason": "validation accuracy at chance",
+            },
+        )
 
 
 def _fail_at_chance(run_dir: Path, payload: dict[str, Any]) -> None:
@@ -387,10 +382,12 @@ def _save(run: _Run, fit: _Fit, metrics: dict[str, Any], temperature: float) -> 
     tracking.finish()
 
 
-def _write_predictions(run_dir: Path, val_df: pd.DataFrame, logits: np.ndarray,
-                       temperature: float) -> None:
+def _write_predictions(
+    run_dir: Path, val_df: pd.DataFrame, logits: np.ndarray, temperature: float
+) -> None:
     from imdb_sentiment.metrics.classification import predictions_frame, softmax
 
-    frame = predictions_frame(val_df["text"].tolist(), val_df["label"].to_numpy(),
-                              softmax(logits, temperature))
+    frame = predictions_frame(
+        val_df["text"].tolist(), val_df["label"].to_numpy(), softmax(logits, temperature)
+    )
     frame.to_parquet(run_dir / "validation_predictions.parquet", index=False)

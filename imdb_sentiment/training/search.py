@@ -25,33 +25,33 @@ import yaml
 
 from imdb_sentiment.atomic import write_json, write_text
 from imdb_sentiment.config import Config, parse_set, resolve
-from imdb_sentiment.errors import ConfigError, MissingExtraError, RunError, TrainingFailedError
+from imdb_sentiment.errors import ConfigError, RunError, TrainingFailedError
 from imdb_sentiment.runs.status import process_alive, this_process, write_status
 from imdb_sentiment.training import loop
-from imdb_sentiment.training.search_space import Space, default_space, space_to_dict
 from imdb_sentiment.training.signals import (
     SIGTERM_EXIT,
     TrainingInterrupted,
     exit_code_for,
     sigterm_interrupts,
 )
+from imdb_sentiment.training.study import (
+    STUDY_FILE,
+    SearchSettings,
+    TrialRow,
+    count_trials,
+    import_optuna,
+    open_study,
+    pruning_callback,
+    ranked,
+    retry_interrupted,
+)
 
 Log = Callable[[str], None]
 
-STUDY_FILE = "study.db"
 BEST_FILE = "best.yaml"
 TRIALS_FILE = "trials.json"
 LOCK_FILE = "search.lock"
 _ENDED = ("COMPLETE", "PRUNED", "FAIL")
-
-
-def import_optuna() -> Any:
-    """The ``optuna`` module, or a one-line error saying which extra installs it."""
-    try:
-        import optuna
-    except ImportError:
-        raise MissingExtraError("optuna", "search") from None
-    return optuna
 
 
 @dataclass
@@ -65,38 +65,13 @@ class ConfigSource:
 
     def resolve(self, sampled: dict[str, Any], run: dict[str, Any]) -> Config:
         """The config with the sampled values (and the trial's run folder) as explicit flags."""
-        return resolve(self.config_file, {**self.overrides, **sampled, **run}, self.sets,
-                       device=self.device)
+        return resolve(
+            self.config_file, {**self.overrides, **sampled, **run}, self.sets, device=self.device
+        )
 
     def given(self) -> set[str]:
         """Keys the user fixed with a flag or ``--set``."""
         return {k for k, v in self.overrides.items() if v is not None} | set(parse_set(self.sets))
-
-
-@dataclass
-class SearchSettings:
-    """What to search and for how long."""
-
-    name: str = "search"
-    trials: int = 20
-    """Finished trials (complete or pruned) the study should hold, counting earlier sessions."""
-    timeout: float | None = None
-    """Seconds this command may start new trials for."""
-    space: Space = field(default_factory=default_space)
-    prune: bool = True
-    keep_checkpoints: bool = False
-
-
-@dataclass
-class TrialRow:
-    """One trial as the ranked table shows it."""
-
-    number: int
-    state: str  # complete, pruned, at chance, failed, interrupted, running, waiting
-    accuracy: float | None
-    params: dict[str, Any]
-    run_dir: str | None
-    seconds: float | None
 
 
 @dataclass
@@ -117,24 +92,30 @@ def search(source: ConfigSource, settings: SearchSettings, *, log: Log = print) 
     _check(source, settings, base)
     search_dir = Path(base.run.output_dir) / settings.name
     with _locked(search_dir), sigterm_interrupts():
-        study, storage = _open_study(optuna, search_dir, settings, base)
-        _retry_interrupted(optuna, study, storage, log)
-        finished = _count(optuna, study, "COMPLETE", "PRUNED")
+        study, storage = open_study(optuna, search_dir, settings, base)
+        retry_interrupted(optuna, study, storage, log)
+        finished = count_trials(optuna, study, "COMPLETE", "PRUNED")
         todo = max(settings.trials - finished, 0)
-        log(f"search {settings.name}: {finished} finished trial(s) in {search_dir / STUDY_FILE}, "
-            f"running up to {todo} more" + (f" for at most {settings.timeout:g} s"
-                                             if settings.timeout and todo else ""))
+        log(
+            f"search {settings.name}: {finished} finished trial(s) in {search_dir / STUDY_FILE}, "
+            f"running up to {todo} more"
+            + (f" for at most {settings.timeout:g} s" if settings.timeout and todo else "")
+        )
         for key, dim in settings.space.items():
             log(f"  {key}: {dim.describe()}")
-        before = _count(optuna, study, *_ENDED)
+        before = count_trials(optuna, study, *_ENDED)
         if todo:
             with _wandb_group(settings.name):
-                study.optimize(_objective(optuna, source, settings, search_dir, log),
-                               n_trials=todo, timeout=settings.timeout, gc_after_trial=True)
+                study.optimize(
+                    _objective(optuna, source, settings, search_dir, log),
+                    n_trials=todo,
+                    timeout=settings.timeout,
+                    gc_after_trial=True,
+                )
         rows = ranked(optuna, study)
         write_json(search_dir / TRIALS_FILE, [vars(r) for r in rows])
         best = _write_best(source, settings, search_dir, rows)
-    return SearchResult(search_dir, rows, best, _count(optuna, study, *_ENDED) - before)
+    return SearchResult(search_dir, rows, best, count_trials(optuna, study, *_ENDED) - before)
 
 
 def _check(source: ConfigSource, settings: SearchSettings, base: Config) -> None:
@@ -146,11 +127,12 @@ def _check(source: ConfigSource, settings: SearchSettings, base: Config) -> None
         raise ConfigError(f"--timeout must be positive, got {settings.timeout:g}")
     both = sorted(source.given() & set(settings.space))
     if both:
-        raise ConfigError(f"{', '.join(both)} is both searched and fixed by a flag or --set; "
-                          "drop one (a --space file without the key fixes it)")
+        raise ConfigError(
+            f"{', '.join(both)} is both searched and fixed by a flag or --set; "
+            "drop one (a --space file without the key fixes it)"
+        )
     if (base.training.num_processes or 1) > 1:
-        raise ConfigError("search trains each trial in one process; drop "
-                          "training.num_processes")
+        raise ConfigError("search trains each trial in one process; drop training.num_processes")
     for key, dim in settings.space.items():
         for value in dim.ends():
             try:
@@ -169,8 +151,10 @@ def _locked(search_dir: Path) -> Iterator[None]:
         holder = None
     # Alive, or on another host where it cannot be told: only a lock known dead is taken over.
     if isinstance(holder, dict) and process_alive(holder) is not False:
-        raise RunError(f"{search_dir} is being searched by pid {holder.get('pid')} on "
-                       f"{holder.get('host')}; wait for it, or delete {lock} if it no longer runs")
+        raise RunError(
+            f"{search_dir} is being searched by pid {holder.get('pid')} on "
+            f"{holder.get('host')}; wait for it, or delete {lock} if it no longer runs"
+        )
     search_dir.mkdir(parents=True, exist_ok=True)
     write_json(lock, this_process())
     try:
@@ -186,63 +170,11 @@ def _locked(search_dir: Path) -> Iterator[None]:
 def _stopped(search_dir: Path, exc: BaseException) -> TrainingInterrupted:
     code = exc.exit_code if isinstance(exc, TrainingInterrupted) else exit_code_for(exc)
     how = "SIGTERM" if code == SIGTERM_EXIT else "Ctrl-C (SIGINT)"
-    return TrainingInterrupted(f"search in {search_dir} stopped by {how}; run the same command "
-                               "to resume it (the interrupted trial is tried again)", code)
-
-
-def _open_study(optuna: Any, search_dir: Path, settings: SearchSettings,
-                base: Config) -> tuple[Any, Any]:
-    """Create the study, or load it and check it searches the same space from the same base;
-    return it with its storage."""
-    path = search_dir / STUDY_FILE
-    if not path.exists() and any(search_dir.glob("trial-*")):
-        raise RunError(f"{search_dir} holds trial runs but no {STUDY_FILE}; choose another "
-                       "--name")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2) if settings.prune
-              else optuna.pruners.NopPruner())
-    storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
-    study = optuna.create_study(
-        study_name=settings.name, storage=storage, load_if_exists=True,
-        direction="maximize", pruner=pruner)
-    # A fixed seed would make a resumed search draw again what its first command drew; the
-    # trials so far move it on, so each command gets new draws and a rerun the same ones.
-    study.sampler = optuna.samplers.TPESampler(
-        seed=(base.training.seed + len(study.trials)) % 2**32)
-    identity = json.loads(json.dumps({  # as the study stores it
-        "space": space_to_dict(settings.space),
-        "base": {k: v for k, v in base.to_dict().items() if k != "run"}}))
-    saved = study.user_attrs.get("search")
-    if saved is None:
-        study.set_user_attr("search", identity)
-    elif saved != identity:
-        differs = [k for k in ("space", "base") if saved.get(k) != identity[k]]
-        what = ("a different search space" if "space" in differs
-                else "different settings (model, data or training)")
-        raise RunError(f"{path} was started with {what}; run it with the same flags to "
-                       "resume, or choose another --name")
-    return study, storage
-
-
-def _count(optuna: Any, study: Any, *states: str) -> int:
-    wanted = tuple(getattr(optuna.trial.TrialState, s) for s in states)
-    return len(study.get_trials(deepcopy=False, states=wanted))
-
-
-def _retry_interrupted(optuna: Any, study: Any, storage: Any, log: Log) -> None:
-    """Trials an earlier command left unfinished are marked failed and queued again, once."""
-    state = optuna.trial.TrialState
-    for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
-        # Only one command searches at a time (the lock), so a running trial here was killed.
-        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        storage.set_trial_state_values(trial._trial_id, state.FAIL)
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    for trial in trials:
-        if (trial.state == state.FAIL and trial.user_attrs.get("interrupted")
-                and trial.number not in retried and trial.params):
-            log(f"trial {trial.number} was interrupted; it will be tried again")
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    return TrainingInterrupted(
+        f"search in {search_dir} stopped by {how}; run the same command "
+        "to resume it (the interrupted trial is tried again)",
+        code,
+    )
 
 
 @contextmanager
@@ -260,29 +192,9 @@ def _wandb_group(name: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def pruning_callback(optuna: Any, trial: Any) -> Any:
-    """A ``TrainerCallback`` that reports each validation accuracy to ``trial`` and stops the
-    run when the pruner says so. Steps are hundredths of an epoch, so trials with different
-    batch sizes line up at the same share of the data."""
-    from transformers import TrainerCallback
-
-    class _Report(TrainerCallback):
-        def on_evaluate(self, args: Any, state: Any, control: Any,
-                        metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
-            accuracy = (metrics or {}).get("eval_accuracy")
-            if accuracy is None or not state.is_world_process_zero:
-                return
-            trial.report(float(accuracy), round((state.epoch or 0) * 100))
-            trial.set_user_attr("last_epoch", state.epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {state.epoch:g} with validation "
-                                         f"accuracy {accuracy:.4f}")
-
-    return _Report()
-
-
-def _objective(optuna: Any, source: ConfigSource, settings: SearchSettings, search_dir: Path,
-               log: Log) -> Callable[[Any], float]:
+def _objective(
+    optuna: Any, source: ConfigSource, settings: SearchSettings, search_dir: Path, log: Log
+) -> Callable[[Any], float]:
     def objective(trial: Any) -> float:
         sampled = {key: dim.sample(trial) for key, dim in settings.space.items()}
         name = f"trial-{trial.number:03d}"
@@ -304,9 +216,13 @@ def _objective(optuna: Any, source: ConfigSource, settings: SearchSettings, sear
         except (KeyboardInterrupt, TrainingInterrupted):
             trial.set_user_attr("interrupted", True)
             if run_dir.is_dir():
-                write_status(run_dir, "interrupted", reason="the search was stopped",
-                             resume_with="the same search command, which tries these "
-                                         "settings again as a new trial")
+                write_status(
+                    run_dir,
+                    "interrupted",
+                    reason="the search was stopped",
+                    resume_with="the same search command, which tries these "
+                    "settings again as a new trial",
+                )
             raise
         finally:
             _end_wandb()
@@ -347,32 +263,9 @@ def _tidy(run_dir: Path, settings: SearchSettings) -> None:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
-def _row(optuna: Any, trial: Any) -> TrialRow:
-    state = optuna.trial.TrialState
-    label = trial.state.name.lower()
-    accuracy = trial.value
-    if trial.state == state.PRUNED:
-        label = trial.user_attrs.get("outcome", "pruned")
-        accuracy = trial.intermediate_values.get(trial.last_step) if trial.last_step is not None \
-            else None
-    elif trial.state == state.FAIL and trial.user_attrs.get("interrupted"):
-        label = "interrupted"
-    seconds = trial.duration.total_seconds() if trial.duration is not None else None
-    return TrialRow(trial.number, label, accuracy, dict(trial.params),
-                    trial.user_attrs.get("run_dir"), seconds)
-
-
-def ranked(optuna: Any, study: Any) -> list[TrialRow]:
-    """Every trial, best first: completed ones by accuracy, then pruned, then the rest."""
-    order = {"complete": 0, "pruned": 1, "at chance": 2}
-    rows = [_row(optuna, t) for t in study.get_trials(deepcopy=False)]
-    return sorted(rows, key=lambda r: (order.get(r.state, 3),
-                                       -(r.accuracy if r.accuracy is not None else -1.0),
-                                       r.number))
-
-
-def _write_best(source: ConfigSource, settings: SearchSettings, search_dir: Path,
-                rows: list[TrialRow]) -> Path | None:
+def _write_best(
+    source: ConfigSource, settings: SearchSettings, search_dir: Path, rows: list[TrialRow]
+) -> Path | None:
     """The best completed trial's config (without its run folder and name) as YAML that
     ``train --config`` takes; None while no trial has completed."""
     best = next((r for r in rows if r.state == "complete"), None)
@@ -382,8 +275,11 @@ def _write_best(source: ConfigSource, settings: SearchSettings, search_dir: Path
     values = {k: v for k, v in cfg.to_dict().items() if k != "run"}
     path = search_dir / BEST_FILE
     accuracy = f"{best.accuracy:.4f}" if best.accuracy is not None else "n/a"
-    write_text(path, f"# Best trial of search {settings.name!r}: trial {best.number} "
-                     f"({best.run_dir}), validation accuracy {accuracy}.\n"
-                     f"# Train with it: imdb-sentiment train --config {path}\n"
-                     + yaml.safe_dump(values, sort_keys=False))
+    write_text(
+        path,
+        f"# Best trial of search {settings.name!r}: trial {best.number} "
+        f"({best.run_dir}), validation accuracy {accuracy}.\n"
+        f"# Train with it: imdb-sentiment train --config {path}\n"
+        + yaml.safe_dump(values, sort_keys=False),
+    )
     return path

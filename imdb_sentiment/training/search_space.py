@@ -56,8 +56,9 @@ class Dimension:
             return trial.suggest_categorical(self.key, list(self.choices))
         assert self.low is not None and self.high is not None
         if self.integer:
-            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log,
-                                     step=int(self.step or 1))
+            return trial.suggest_int(
+                self.key, int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
         return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
 
     def ends(self) -> list[Any]:
@@ -106,8 +107,10 @@ def _number(key: str, where: str, name: str, value: Any) -> float:
 def _range(key: str, spec: dict[str, Any], where: str) -> Dimension:
     unknown = set(spec) - _RANGE_KEYS
     if unknown or not {"low", "high"} <= set(spec):
-        raise ConfigError(f"{where}: '{key}' needs low and high (and optionally log, step), "
-                          f"or a list of choices; got {sorted(spec)}")
+        raise ConfigError(
+            f"{where}: '{key}' needs low and high (and optionally log, step), "
+            f"or a list of choices; got {sorted(spec)}"
+        )
     kind = _field_kind(key)
     if kind not in (int, float):
         raise ConfigError(f"{where}: '{key}' is not numeric; give a list of choices instead")
@@ -130,8 +133,10 @@ def _range(key: str, spec: dict[str, Any], where: str) -> Dimension:
 
 def _dimension(key: str, spec: Any, where: str) -> Dimension:
     if key not in valid_keys():
-        raise ConfigError(f"{where}: unknown config key '{key}'; valid keys: "
-                          f"{', '.join(k for k in valid_keys() if not k.startswith('run.'))}")
+        raise ConfigError(
+            f"{where}: unknown config key '{key}'; valid keys: "
+            f"{', '.join(k for k in valid_keys() if not k.startswith('run.'))}"
+        )
     if not key.startswith(tuple(f"{s}." for s in _SEARCHABLE)):
         raise ConfigError(f"{where}: '{key}' cannot be searched; the search sets run.* itself")
     if isinstance(spec, list):
@@ -140,8 +145,10 @@ def _dimension(key: str, spec: Any, where: str) -> Dimension:
         return Dimension(key, choices=tuple(coerce(key, v) for v in spec))
     if isinstance(spec, dict):
         return _range(key, spec, where)
-    raise ConfigError(f"{where}: '{key}' must be a range {{low: .., high: ..}} or a list of "
-                      f"choices, got {spec!r}; fix a value with --set or --config instead")
+    raise ConfigError(
+        f"{where}: '{key}' must be a range {{low: .., high: ..}} or a list of "
+        f"choices, got {spec!r}; fix a value with --set or --config instead"
+    )
 
 
 def parse_space(raw: Any, where: str) -> Space:
