@@ -119,6 +119,34 @@ def synthetic_review(label: int, rng: random.Random, length: int | None = None) 
     return text.capitalize() + "."
 
 
+def tiny_train_args(model: Path, data: Path, out: Path, name: str, *extra: str) -> list[str]:
+    """`train` flags for a short, deterministic CLI run of the tiny model."""
+    return [
+        "train",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--run-name",
+        name,
+        "--max-length",
+        "64",
+        "--lr",
+        "5e-3",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--report-to",
+        "none",
+        "--precision",
+        "fp32",  # auto is bf16 on AMX CPUs: alike on every machine
+        *extra,
+    ]
+
+
 def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:
     rng = random.Random(seed)
     labels = [i % 2 for i in range(n)]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import synthetic_frame
+from conftest import synthetic_frame, tiny_train_args
 from typer.testing import CliRunner
 
 from imdb_sentiment.cli.app import app
@@ -31,32 +31,6 @@ def one_error_line(result) -> str:
     message = text[text.rindex("error:") :]
     assert "\n" not in message, message
     return message
-
-
-def tiny_train_args(model: Path, data: Path, out: Path, name: str) -> list[str]:
-    return [
-        "train",
-        "--model",
-        str(model),
-        "--data",
-        str(data),
-        "--output-dir",
-        str(out),
-        "--run-name",
-        name,
-        "--max-length",
-        "64",
-        "--lr",
-        "5e-3",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "2",
-        "--report-to",
-        "none",
-        "--precision",
-        "fp32",
-    ]  # auto is bf16 on AMX CPUs: alike on every machine
 
 
 def test_help_and_version() -> None:

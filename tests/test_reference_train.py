@@ -13,36 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from imdb_sentiment.cli.app import app
-from tests.conftest import synthetic_frame
+from tests.conftest import synthetic_frame, tiny_train_args
 
 runner = CliRunner()
-
-
-def _train_args(model: Path, data: Path, out: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--model",
-        str(model),
-        "--data",
-        str(data),
-        "--output-dir",
-        str(out),
-        "--run-name",
-        name,
-        "--max-length",
-        "64",
-        "--lr",
-        "5e-3",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "2",
-        "--report-to",
-        "none",
-        "--precision",
-        "fp32",
-        *extra,
-    ]
 
 
 @pytest.fixture
@@ -66,7 +39,9 @@ def fake_training(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_train_writes_the_reference_and_the_card_lists_it(
     fake_training: Path, tiny_model: Path, prepared_data: Path, tmp_path: Path
 ) -> None:
-    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs", "copied"))
+    result = runner.invoke(
+        app, tiny_train_args(tiny_model, prepared_data, tmp_path / "runs", "copied")
+    )
     assert result.exit_code == 0, result.output
     run = fake_training
     payload = json.loads((run / "reference" / "reference.json").read_text())
@@ -90,7 +65,8 @@ def test_no_reference_skips_it(
     fake_training: Path, tiny_model: Path, prepared_data: Path, tmp_path: Path
 ) -> None:
     result = runner.invoke(
-        app, _train_args(tiny_model, prepared_data, tmp_path / "runs", "copied", "--no-reference")
+        app,
+        tiny_train_args(tiny_model, prepared_data, tmp_path / "runs", "copied", "--no-reference"),
     )
     assert result.exit_code == 0, result.output
     assert not (fake_training / "reference").exists()
@@ -110,7 +86,9 @@ def test_a_failing_reference_keeps_the_model_and_warns(
         raise RuntimeError("out of memory\nwith a second line")
 
     monkeypatch.setattr(reference, "build_reference", broken)
-    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs", "copied"))
+    result = runner.invoke(
+        app, tiny_train_args(tiny_model, prepared_data, tmp_path / "runs", "copied")
+    )
     assert result.exit_code == 0, result.output
     warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1, result.output
@@ -129,7 +107,9 @@ def test_only_the_main_process_writes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("RANK", "1")
-    result = runner.invoke(app, _train_args(tiny_model, prepared_data, tmp_path / "runs", "copied"))
+    result = runner.invoke(
+        app, tiny_train_args(tiny_model, prepared_data, tmp_path / "runs", "copied")
+    )
     assert result.exit_code == 0, result.output
     assert not (fake_training / "reference").exists()
 
@@ -149,7 +129,7 @@ def test_the_launcher_passes_no_reference_on(
     monkeypatch.setattr(distributed, "relaunch", lambda _n, args: launched.append(args) or 0)
     result = runner.invoke(
         app,
-        _train_args(
+        tiny_train_args(
             tiny_model, prepared_data, tmp_path / "runs", "d", "--num-processes", "2", *flags
         ),
     )
