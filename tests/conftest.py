@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# The fault tests make faults with the helpers scripts/fault_injection.py uses (fault_tools).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 POSITIVE = [
     "wonderful",

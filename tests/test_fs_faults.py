@@ -14,14 +14,15 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import fault_tools
 import pandas as pd
 import pytest
 from conftest import synthetic_frame
+from fault_tools import IS_ROOT, as_other_user, fill
 from typer.testing import CliRunner
 
 from imdb_sentiment.cli.app import app
@@ -34,8 +35,6 @@ from imdb_sentiment.data.storage import (
 from imdb_sentiment.errors import DataError, ModelError, StorageError
 
 runner = CliRunner()
-IS_ROOT = os.geteuid() == 0
-NOBODY = 65534
 
 
 def invoke(*args: str):
@@ -52,69 +51,26 @@ def one_line(result) -> str:
     return message
 
 
-def _mount(*args: str) -> bool:
-    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+@contextlib.contextmanager
+def _skip_unavailable() -> Iterator[None]:
+    try:
+        yield
+    except fault_tools.Unavailable as exc:
+        pytest.skip(str(exc))
 
 
 @contextlib.contextmanager
 def read_only(folder: Path) -> Iterator[None]:
     """Make ``folder`` (and everything under it) read-only for this process, then undo it."""
-    if not IS_ROOT:
-        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")] if p.is_dir()}
-        for p in modes:
-            p.chmod(modes[p] & ~0o222)
-        try:
-            yield
-        finally:
-            for p, mode in modes.items():
-                p.chmod(mode)
-        return
-    if shutil.which("mount") is None or not _mount("--bind", str(folder), str(folder)):
-        pytest.skip("running as root and cannot bind-mount: no way to make a read-only folder")
-    try:
-        if not _mount("-o", "remount,bind,ro", str(folder)):
-            pytest.skip("running as root and cannot remount read-only")
+    with _skip_unavailable(), fault_tools.read_only(folder):
         yield
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 @contextlib.contextmanager
 def tiny_disk(folder: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` mounted on ``folder`` (root only), removed afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if not IS_ROOT or shutil.which("mount") is None:
-        pytest.skip("a full disk needs a tmpfs mount, which needs root")
-    if not _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)):
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-def fill(folder: Path) -> None:
-    """Write into ``folder`` until its disk is full."""
-    # Unbuffered: a buffered file would fail once more on close, with what it still held.
-    with (folder / "filler").open("wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-
-
-@contextlib.contextmanager
-def as_other_user() -> Iterator[None]:
-    """Run the body as a user other than the files' owner (root: a different effective uid)."""
-    if not IS_ROOT:
-        yield
-        return
-    os.seteuid(NOBODY)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
+    with _skip_unavailable(), fault_tools.tiny_disk(folder, size) as disk:
+        yield disk
 
 
 @pytest.fixture()
@@ -569,3 +525,10 @@ def test_checkpoint_files_follow_the_umask(trained_run: Path) -> None:
         if p.is_file()
     }
     assert set(modes.values()) == {0o666 & ~mask}, modes
+
+
+def test_the_fault_record_makes_faults_with_the_tests_helpers() -> None:
+    import fault_injection
+
+    for name in ("read_only", "tiny_disk", "fill", "as_other_user", "Unavailable"):
+        assert getattr(fault_injection, name) is getattr(fault_tools, name), name

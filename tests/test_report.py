@@ -257,7 +257,7 @@ def test_report_without_matplotlib_skips_plots(
     def missing() -> Any:
         raise MissingExtraError("matplotlib", "plots")
 
-    monkeypatch.setattr(plots, "_pyplot", missing)
+    monkeypatch.setattr(plots, "pyplot", missing)
     messages: list[str] = []
     data = tmp_path / "few.csv"
     pd.DataFrame(

@@ -1,45 +1,27 @@
 """The report's figures, one function each, written as PNG files.
 
 Matplotlib is the ``plots`` extra: it is imported only when a figure is drawn, and without it
-:func:`make_plots` raises :class:`MissingExtraError` so the report can go on without figures.
+:func:`make_plots` raises :class:`MissingExtraError` (from :func:`imdb_sentiment.plotting.pyplot`)
+so the report can go on without figures.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imdb_sentiment.errors import MissingExtraError
 from imdb_sentiment.metrics.calibration import (
     MIN_CONFIDENCE,
     expected_calibration_error,
     reliability_table,
 )
+from imdb_sentiment.plotting import pyplot, save_png
 from imdb_sentiment.text import LABELS, predicted_labels
 
 CHANCE = 1 / len(LABELS)
 """A classifier's floor: the accuracy of guessing."""
-_DPI = 110
-
-
-def quiet_warnings() -> None:
-    """Matplotlib's font cache and tight_layout chatter are not the user's problem."""
-    warnings.filterwarnings("ignore", module="matplotlib")
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise MissingExtraError("matplotlib", "plots") from None
-    matplotlib.use("Agg", force=True)
-    quiet_warnings()
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def confusion_matrix_figure(plt: Any, y: np.ndarray, p1: np.ndarray, title: str) -> Any:
@@ -158,13 +140,6 @@ def accuracy_by_length_figure(
     return fig
 
 
-def _save(plt: Any, fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
-    return path
-
-
 def make_plots(
     out_dir: Path,
     labels: np.ndarray,
@@ -174,18 +149,18 @@ def make_plots(
     title: str,
 ) -> list[Path]:
     """Confusion matrix, reliability diagram, ROC curve and accuracy by length, as PNG files."""
-    plt = _pyplot()
+    plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     y = np.asarray(labels).astype(int)
     p1 = np.asarray(positive, dtype=np.float64)
     overall = float(np.mean(predicted_labels(p1) == y)) if len(y) else 0.0
     return [
-        _save(plt, confusion_matrix_figure(plt, y, p1, title), out_dir / "confusion_matrix.png"),
-        _save(
+        save_png(plt, confusion_matrix_figure(plt, y, p1, title), out_dir / "confusion_matrix.png"),
+        save_png(
             plt, reliability_figure(plt, y, p1, uncalibrated, title), out_dir / "reliability.png"
         ),
-        _save(plt, roc_curve_figure(plt, y, p1, title), out_dir / "roc_curve.png"),
-        _save(
+        save_png(plt, roc_curve_figure(plt, y, p1, title), out_dir / "roc_curve.png"),
+        save_png(
             plt,
             accuracy_by_length_figure(plt, by_length, overall, title),
             out_dir / "accuracy_by_length.png",

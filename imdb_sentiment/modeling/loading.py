@@ -183,10 +183,10 @@ def find_model_dir(path: str | Path) -> Path:
     cannot serve fails here in one line (why, and which file) rather than deep in a load.
     """
     p = Path(path)
-    if not p.exists():
+    if not _is_file(p, exists=True):
         raise ModelError(f"no such run or model folder: {p}")
     for model_dir in (p / "model", p):
-        if (model_dir / "config.json").is_file():
+        if _is_file(model_dir / "config.json"):
             check_model_files(model_dir)
             return model_dir
     status_path = p / "status.json"
@@ -198,6 +198,37 @@ def find_model_dir(path: str | Path) -> Path:
             state = describe(p) if state == "running" else state
             raise ModelError(f"{p} holds a run that did not produce a model (state: {state})")
     raise ModelError(f"{p} is not a model: no config.json in it or in {p / 'model'}")
+
+
+def _is_file(path: Path, exists: bool = False) -> bool:
+    """``path.is_file()`` (or ``exists()``), but a folder on the way that this process may not
+    open is a :class:`ModelError` naming that folder, not a missing file or a write error."""
+    try:
+        return path.exists() if exists else path.is_file()
+    except PermissionError:
+        blocked = next((f for f in reversed(path.parents) if not _openable(f)), path.parent)
+        raise ModelError(permission_denied(blocked)) from None
+
+
+def _openable(folder: Path) -> bool:
+    # effective_ids: root running as another user (seteuid) must be judged as that user.
+    ids = os.access in os.supports_effective_ids
+    return os.access(folder, os.R_OK | os.X_OK, effective_ids=ids)
+
+
+def permission_denied(path: Path) -> str:
+    """One line for a model file or folder this process may not read: mode, owner, the fix."""
+    try:
+        st = path.stat()
+        found = f"mode {st.st_mode & 0o777:04o}, owner uid {st.st_uid}, "
+        folder = path.is_dir()
+    except OSError:
+        found, folder = "", False
+    what, fix = ("open folder", "a+rx") if folder else ("read", "a+r")
+    return (
+        f"cannot {what} {path}: permission denied ({found}this process uid {os.geteuid()}); "
+        f"make it readable, e.g. chmod {fix} {path}"
+    )
 
 
 def _run_state(status_path: Path) -> str:
@@ -216,18 +247,13 @@ def check_model_files(model_dir: Path) -> None:
     """Raise :class:`ModelError` for a model file that cannot be read or weights cut short."""
     for name in _MODEL_FILES:
         path = model_dir / name
-        if not path.is_file():
+        if not _is_file(path):
             continue
         try:
             with path.open("rb") as handle:
                 head = handle.read(8)
         except PermissionError:
-            st = path.stat()
-            raise ModelError(
-                f"cannot read {path}: permission denied (mode {st.st_mode & 0o777:04o}, owner "
-                f"uid {st.st_uid}, this process uid {os.geteuid()}); make it readable, e.g. "
-                f"chmod a+r {path}"
-            ) from None
+            raise ModelError(permission_denied(path)) from None
         except OSError as exc:
             raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
         if name == "model.safetensors":

@@ -3,24 +3,19 @@
 
 Matplotlib is the ``plots`` extra: it is imported only when a figure is drawn, and without it
 :func:`drift_plots` raises :class:`MissingExtraError` so the report can go on without figures.
-The evaluation layer has its own figure module; the two share no code because monitoring must
-not import evaluation, and the few lines of setup are not worth a lower module.
+The headless setup and the atomic PNG write are shared with the evaluation report's figures
+through :mod:`imdb_sentiment.plotting` (monitoring may not import evaluation).
 """
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imdb_sentiment.atomic import current_umask
-from imdb_sentiment.errors import MissingExtraError
 from imdb_sentiment.metrics.intervals import wilson_interval
+from imdb_sentiment.plotting import pyplot, save_png
 
 if TYPE_CHECKING:
     from imdb_sentiment.monitoring.profile import TextProfile
@@ -39,22 +34,8 @@ CAPTIONS = {
 """Alt text of each figure in ``report.md``."""
 P_FLOOR = 1e-16
 """p-values below this (scipy returns some as 0) are drawn at it, so the log axis stays finite."""
-_DPI = 110
 _REF, _BATCH = "tab:blue", "tab:orange"
 _OK, _DRIFT = "tab:green", "tab:red"
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise MissingExtraError("matplotlib", "plots") from None
-    matplotlib.use("Agg", force=True)
-    # Matplotlib's font cache and tight_layout chatter are not the user's problem.
-    warnings.filterwarnings("ignore", module="matplotlib")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _signal(report: dict[str, Any], name: str) -> dict[str, Any]:
@@ -237,30 +218,12 @@ def signals_figure(plt: Any, report: dict[str, Any]) -> Any:
     return fig
 
 
-def _save(plt: Any, fig: Any, path: Path) -> Path:
-    """Write the figure beside ``path`` and rename it over: a reader never sees half a PNG."""
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    plt.close(fig)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buffer.getvalue())
-        tmp.chmod(0o666 & ~current_umask())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def drift_plots(
     out_dir: Path, reference: Reference, batch: TextProfile, report: dict[str, Any]
 ) -> list[Path]:
     """Token length, confidence, proportions and the signal summary, as PNG files in
     ``out_dir``; the paths written."""
-    plt = _pyplot()
+    plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     rates = [
         (
@@ -277,7 +240,7 @@ def drift_plots(
         ),
     ]
     return [
-        _save(
+        save_png(
             plt,
             token_length_figure(
                 plt,
@@ -288,13 +251,13 @@ def drift_plots(
             ),
             out_dir / TOKEN_LENGTH_PNG,
         ),
-        _save(
+        save_png(
             plt,
             confidence_figure(
                 plt, reference.array("confidence"), batch.confidence, _signal(report, "confidence")
             ),
             out_dir / CONFIDENCE_PNG,
         ),
-        _save(plt, rates_figure(plt, rates), out_dir / RATES_PNG),
-        _save(plt, signals_figure(plt, report), out_dir / SIGNALS_PNG),
+        save_png(plt, rates_figure(plt, rates), out_dir / RATES_PNG),
+        save_png(plt, signals_figure(plt, report), out_dir / SIGNALS_PNG),
     ]
