@@ -60,6 +60,9 @@ class ModelConfig:
     # For head+tail: how many of the max_length tokens come from the start of the review;
     # None means a quarter of max_length (128 of 512, the split Sun et al. 2019 found best).
     head_tokens: int | None = None
+    # A student with fewer encoder layers: keep this many of the model's, evenly spaced from
+    # the first (6 -> 3 keeps 0, 2, 4; training/layers.py); None keeps them all.
+    layers: int | None = None
 
     @property
     def head_budget(self) -> int:
@@ -89,6 +92,12 @@ class TrainingConfig:
     num_processes: int | None = None
     dataloader_num_workers: int = 0
     calibrate: bool = True
+    # Distil from this run's model (docs/STUDENTS.md): loss = alpha * CE(labels) + (1 - alpha)
+    # * T^2 * KL(teacher || student) at temperature T; the student starts from the teacher
+    # unless model.name is given.
+    distill_from: str | None = None
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
 
 
 @dataclass

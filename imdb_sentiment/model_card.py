@@ -163,6 +163,7 @@ def model_card(model_dir: Path, run_dir: Path | None = None) -> str:
         *_intro(name, settings, base),
         *_training_data(config, manifest),
         *_results_table(results),
+        *_student(run_dir),
         *_drift_reference(run_dir),
         *_use_and_limitations(),
     ]
@@ -259,6 +260,33 @@ def _results_table(results: list[dict[str, Any]]) -> list[str]:
             f"| {r['source']} | {m.get('n', 0):,} | {_cell(m, 'accuracy')} | "
             f"{_cell(m, 'f1')} | {_cell(m, 'roc_auc')} | "
             f"{f'{ece:.4f}' if _measured(ece) else 'n/a'} |"
+        )
+    return lines
+
+
+def _student(run_dir: Path | None) -> list[str]:
+    """A student's teacher, kept layers and measured cost (``train --layers/--distill-from``)."""
+    m = _read_json(run_dir / "metrics.json").get("metrics", {}) if run_dir is not None else {}
+    s = m.get("student") or {}
+    if not s:
+        return []
+    lines = ["", "## Student", ""]
+    if s.get("layers"):
+        lines.append(f"- encoder layers {s['layers']['kept']} of {s['layers']['of']} kept")
+    if s.get("distillation"):
+        d = s["distillation"]
+        lines.append(
+            f"- distilled from run `{Path(str(s.get('teacher_run'))).name}` (alpha "
+            f"{d['alpha']}, T {d['temperature']})"
+        )
+    c = s.get("comparison") or {}
+    if c.get("compared"):
+        diff = c["accuracy_difference"]
+        lines.append(
+            f"- on the same {c['reviews']:,} validation reviews: accuracy "
+            f"{c['student_accuracy']:.4f} vs the teacher's {c['teacher_accuracy']:.4f} "
+            f"(difference {diff['difference']:+.4f}, paired 95% CI {diff['low']:+.4f} to "
+            f"{diff['high']:+.4f}); the two agree on {c['agreement']:.1%} of labels"
         )
     return lines
 

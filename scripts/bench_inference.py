@@ -13,6 +13,8 @@ max |Δp| with the Predictor in float32.
 The ONNX arms need `imdb-sentiment export RUN --format onnx --quantize int8` first, the
 torch-int8 arm `imdb-sentiment export RUN --format torch-int8`; they are skipped (and say so)
 when the files are missing. `torch-auto` is what `predict` does by default on this CPU.
+`--baseline-run TEACHER` runs the pipeline arms on another run's model, so that a student
+(`--run`, from `train --layers/--distill-from`) is timed against the model it replaces.
 
 To emulate an AVX2-only CPU on a newer one, cap every library that dispatches on its own (the
 report records the caps; ONNX Runtime has no such variable and keeps the host's kernels):
@@ -44,6 +46,7 @@ ARMS = (
     "torch-auto",
     "torch-fp32",
     "torch-bf16",
+    "torch-bf16-compiled",
     "torch-int8",
     "onnx-fp32",
     "onnx-int8",
@@ -61,6 +64,7 @@ LABELS = {
     "torch-auto": "Predictor, default (precision auto)",
     "torch-fp32": "Predictor, PyTorch fp32 (length-sorted batches)",
     "torch-bf16": "Predictor, PyTorch bf16",
+    "torch-bf16-compiled": "Predictor, PyTorch bf16 + torch.compile",
     "torch-int8": "Predictor, PyTorch dynamic int8 (parity-gated plan)",
     "onnx-fp32": "Predictor, ONNX Runtime fp32",
     "onnx-int8": "Predictor, ONNX Runtime int8 (dynamic)",
@@ -101,12 +105,15 @@ def run_predictor(
     kwargs: dict[str, Any] = {"batch_size": batch_size}
     if backend == "torch":
         kwargs["precision"] = arm.removeprefix("torch-")
+    loading = time.perf_counter()
     p = Predictor.from_path(run, backend=backend, **kwargs)
     print(f"precision {p.precision}", file=sys.stderr)
     p.settings.max_length = max_length
     # Temperature is a monotone rescaling; compare raw probabilities like the pipeline does.
     p.settings.temperature = 1.0
     p.predict_proba(texts[:WARMUP])
+    # Reported, not timed: compiled arms pay torch.compile here.
+    print(f"start-up {time.perf_counter() - loading:.1f}", file=sys.stderr)
     start = time.perf_counter()
     probs = p.predict_proba(texts)[:, 1]
     elapsed = time.perf_counter() - start
@@ -181,6 +188,11 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="Run directory (or model folder).")
+    parser.add_argument(
+        "--baseline-run",
+        help="Run the pipeline arms on this run's model instead (say, the teacher of a "
+        "student given as --run) [default: --run].",
+    )
     parser.add_argument("--data", help="Prepared data folder [default: the run's].")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--n", type=int, default=1000, help="Reviews to classify.")
@@ -205,6 +217,7 @@ def main() -> None:
     from imdb_sentiment.text import predicted_labels
 
     run = Path(args.run)
+    baseline = Path(args.baseline_run) if args.baseline_run else run
     frame = pick_reviews(run, args.data, args.split, args.n)
     labels = frame["label"].to_numpy()
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -218,7 +231,7 @@ def main() -> None:
                 sys.executable,
                 __file__,
                 "--run",
-                str(run),
+                str(baseline if arm.startswith("pipeline") else run),
                 "--worker",
                 arm,
                 "--reviews",
@@ -250,6 +263,9 @@ def main() -> None:
             }
             if ran:
                 results[arm]["precision"] = ran[-1].split()[1]
+            started = [x for x in proc.stderr.splitlines() if x.startswith("start-up ")]
+            if started:
+                results[arm]["start_up_s"] = float(started[-1].split()[1])
             print(
                 f"[{arm}] {results[arm]['reviews_per_s']:.1f} reviews/s, accuracy "
                 f"{results[arm]['accuracy']:.4f}",
@@ -272,6 +288,7 @@ def main() -> None:
         "max_length": args.max_length,
         "split": args.split,
         "run": str(run),
+        "baseline_run": str(baseline),
         "batch_size": args.batch_size,
         "cpu": cpu_name(),
         "cores": os.cpu_count(),

@@ -35,6 +35,7 @@ def seed(flag: str, value: int) -> None:
 
 PRECISION_HELP = (
     "torch backend: auto (bf16 where the CPU computes it natively, else a passed "
-    "int8 plan measured faster, else fp32), fp32, bf16, or int8 (needs "
+    "int8 plan measured faster, else fp32), fp32, bf16, bf16-compiled (torch.compile at "
+    "load, 15-45 s of start-up; for servers and large files), or int8 (needs "
     "`export --format torch-int8`)."
 )

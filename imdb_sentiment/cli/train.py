@@ -8,7 +8,7 @@ training runs on), then the dataclass defaults; the printed and saved config say
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -118,6 +118,27 @@ MaxEvalSamplesOption = Annotated[
 NumProcessesOption = Annotated[
     int | None, typer.Option(help="Data-parallel processes [default: one per GPU].")
 ]
+LayersOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Student with fewer encoder layers: keep this many, evenly spaced from the first "
+        "(6 -> 3 keeps 0, 2, 4; docs/STUDENTS.md)."
+    ),
+]
+DistillFromOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Distil from this run's model: train on its soft targets too; the student starts "
+        "from it (unless --model) and reads reviews as it did (unless given)."
+    ),
+]
+DistillAlphaOption = Annotated[
+    float | None,
+    typer.Option(help="Weight of the labels' loss; the rest is the teacher's [default: 0.5]."),
+]
+DistillTemperatureOption = Annotated[
+    float | None, typer.Option(help="Softmax temperature of the soft targets [default: 2.0].")
+]
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", help="YAML config file (sections data/model/training/run)."),
@@ -141,6 +162,10 @@ def train(
     max_eval_samples: MaxEvalSamplesOption = None,
     extra_train: ExtraTrainOption = None,
     num_processes: NumProcessesOption = None,
+    layers: LayersOption = None,
+    distill_from: DistillFromOption = None,
+    distill_alpha: DistillAlphaOption = None,
+    distill_temperature: DistillTemperatureOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     resume: ResumeOption = False,
@@ -151,7 +176,6 @@ def train(
 ) -> None:
     """Fine-tune a classifier with transformers.Trainer and write a self-describing run."""
     from imdb_sentiment.cli.profiling import check_steps
-    from imdb_sentiment.config import resolve
     from imdb_sentiment.runs import env_runs_dir
 
     # Flags are config overrides: None leaves the value of --set, the config file, the recipe
@@ -173,13 +197,57 @@ def train(
         "data.max_eval_samples": max_eval_samples,
         "data.extra_train": extra_train,
         "training.num_processes": num_processes,
+        **student_overrides(layers, distill_from, distill_alpha, distill_temperature),
         "run.overwrite": overwrite or None,
     }
     profiled = check_steps(profile, profile_steps)
     if resume:
         config = resume_config(config, output_dir, run_name)
-    cfg = resolve(config, overrides, set_, device=training_device())
+    cfg = resolve_config(config, overrides, set_)
     launch(cfg, resume, reference=not no_reference, profile_steps=profiled)
+
+
+def student_overrides(
+    layers: int | None, teacher: str | None, alpha: float | None, temperature: float | None
+) -> dict[str, Any]:
+    """The student flags (``--layers``, ``--distill-*``) as config overrides."""
+    return {
+        "model.layers": layers,
+        "training.distill_from": teacher,
+        "training.distill_alpha": alpha,
+        "training.distill_temperature": temperature,
+    }
+
+
+def resolve_config(
+    config: Path | None, overrides: dict[str, Any], sets: list[str] | None
+) -> Config:
+    """The run's config for this machine's device; a distilled student's as
+    :func:`student_config` settles it."""
+    from imdb_sentiment.config import resolve
+
+    device = training_device()
+    cfg = resolve(config, overrides, sets, device=device)
+    if not cfg.training.distill_from:
+        return cfg
+    return student_config(
+        cfg, lambda name: resolve(config, {**overrides, "model.name": name}, sets, device=device)
+    )
+
+
+def student_config(cfg: Config, resolve_with: Callable[[str], Config]) -> Config:
+    """A distilled student's config: it starts from the teacher's model when no model was
+    given (resolved again, so the teacher's recipe applies) and reads reviews as the teacher
+    did where the user said nothing."""
+    from imdb_sentiment.provenance import DEFAULT
+    from imdb_sentiment.training.teacher import TEACHER, find_teacher, read_as_teacher
+
+    teacher = find_teacher(str(cfg.training.distill_from))
+    if cfg.sources.get("model.name") == DEFAULT:
+        cfg = resolve_with(str(teacher.model_dir))
+        cfg.sources["model.name"] = TEACHER
+    read_as_teacher(cfg, teacher)
+    return cfg
 
 
 def launch(cfg: Config, resume: bool, *, reference: bool, profile_steps: int | None) -> None:

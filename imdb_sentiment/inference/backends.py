@@ -14,6 +14,7 @@ import numpy as np
 
 from imdb_sentiment.errors import ConfigError, MissingExtraError, ModelError
 from imdb_sentiment.hardware import cpu_has_fast_int8, cpu_has_native_bf16, int8_kernel
+from imdb_sentiment.inference.compiled import COMPILED, compile_bf16, eager_forward
 from imdb_sentiment.inference.quantize import quantize_linears, read_plan, require_plan
 
 if TYPE_CHECKING:
@@ -22,8 +23,11 @@ if TYPE_CHECKING:
     from imdb_sentiment.modeling.loading import InferenceSettings
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
-"""``--precision`` of predict and serve (training has its own set, with fp16)."""
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", COMPILED, "int8")
+"""``--precision`` of predict and serve (training has its own set, with fp16). ``bf16-compiled``
+is bf16 through ``torch.compile`` (:mod:`imdb_sentiment.inference.compiled`), never chosen by
+``auto`` because compiling takes 10-35 s at load."""
+BF16_PRECISIONS = ("bf16", COMPILED)
 
 ONNX_DIR = "onnx"
 """Folder, inside a saved model, that holds the exported ONNX files."""
@@ -45,7 +49,7 @@ class Runtime(Protocol):
     name: str
     """``torch``, ``onnx`` or ``onnx-int8``."""
     precision: str
-    """What it computes in: ``fp32``, ``bf16`` or ``int8`` (torch int8 or onnx-int8)."""
+    """What it computes in: ``fp32``, ``bf16``, ``bf16-compiled`` or ``int8``."""
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
 
@@ -120,8 +124,15 @@ class TorchModel:
         as_module: torch.nn.Module = module
         as_module.to(self.device)
         # bf16 weights and activations (not autocast): measured faster on AMX CPUs.
-        as_module.to(torch.bfloat16 if self.precision == "bf16" else torch.float32)
+        as_module.to(torch.bfloat16 if self.precision in BF16_PRECISIONS else torch.float32)
         as_module.eval()
+        self.forward = eager_forward(as_module)
+        if self.precision == COMPILED:
+            compiled = compile_bf16(as_module)
+            if compiled is None:  # compile_bf16 warned why
+                self.precision = "bf16"
+            else:
+                self.forward = compiled
         if self.precision == "int8":
             if int8_plan is None:
                 raise ModelError(
@@ -135,11 +146,11 @@ class TorchModel:
         import torch
 
         with torch.inference_mode():
-            result = self.module(
-                input_ids=torch.from_numpy(input_ids).to(self.device),
-                attention_mask=torch.from_numpy(attention_mask).to(self.device),
+            logits = self.forward(
+                torch.from_numpy(input_ids).to(self.device),
+                torch.from_numpy(attention_mask).to(self.device),
             )
-            return np.asarray(result.logits.float().cpu().numpy(), dtype=np.float32)
+            return np.asarray(logits.float().cpu().numpy(), dtype=np.float32)
 
 
 def require_onnxruntime() -> Any:

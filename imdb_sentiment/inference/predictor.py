@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imdb_sentiment.errors import ConfigError, DataError
-from imdb_sentiment.inference.backends import Runtime, TorchModel, load_backend
+from imdb_sentiment.inference.backends import BF16_PRECISIONS, Runtime, TorchModel, load_backend
 from imdb_sentiment.metrics.classification import softmax
 from imdb_sentiment.modeling.tokenization import (
     Encoded,
@@ -109,7 +109,7 @@ class Predictor:
         self.max_batch_tokens: int | None = None
         if isinstance(runtime, TorchModel):
             self.max_batch_tokens = (
-                BF16_BATCH_TOKENS if runtime.precision == "bf16" else FP32_BATCH_TOKENS
+                BF16_BATCH_TOKENS if runtime.precision in BF16_PRECISIONS else FP32_BATCH_TOKENS
             )
 
     @classmethod

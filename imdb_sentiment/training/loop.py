@@ -49,6 +49,7 @@ from imdb_sentiment.training.signals import (
     signal_name,
     sigterm_interrupts,
 )
+from imdb_sentiment.training.student import Student, prepare_student, student_metrics, wire
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,6 +83,7 @@ class _Run:
     report_to: str = "none"
     log: Log = print
     callbacks: list[Any] = field(default_factory=list)
+    student: Student | None = None  # --layers / --distill-from
 
     @property
     def run_dir(self) -> Path:
@@ -166,9 +168,10 @@ def _setup(cfg: Config, *, resume: bool, log: Log) -> _Run:
     report_to = tracking.resolve_report_to(cfg.run.report_to)
     train_df, val_df, manifest = _load_data(cfg, log)
     tokenizer = load_tokenizer(model_name)
+    student = prepare_student(cfg, tokenizer, model_name)
     claim = agree(lambda: lifecycle.claim(cfg, model_name, resume=resume))
     cfg.run.name = claim.run_dir.name
-    run = _Run(cfg, claim, train_df, val_df, manifest, tokenizer, report_to, log)
+    run = _Run(cfg, claim, train_df, val_df, manifest, tokenizer, report_to, log, student=student)
     if claim.finished:
         return run
     if is_main_process():
@@ -217,16 +220,19 @@ def _build_trainer(run: _Run) -> tuple[Trainer, ProcessRecorder, ValidationLogit
     train_ds = encoded_reviews(tokenizer, run.train, cfg)
     val_ds = encoded_reviews(tokenizer, run.validation, cfg)
     model = load_model_for_training(resolve_model_name(cfg.model.name))
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    parts = wire(run.student, Trainer, model, train_ds, collator, run.work_dir, run.log)
     recorder, kept = ProcessRecorder(resume_from=run.claim.checkpoint), ValidationLogits()
     args = training_arguments(cfg, run.work_dir, run.report_to, train_rows=len(train_ds))
     args.run_name = run.run_dir.name  # not the staging folder's name
-    trainer = Trainer(
-        model=model,
+    trainer = parts.trainer_class(
+        model=parts.model,
         args=args,
-        train_dataset=train_ds,
+        train_dataset=parts.rows,
         eval_dataset=val_ds,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        data_collator=parts.collator,
+        **parts.kwargs,
         compute_metrics=kept,
         callbacks=[
             *early_stopping(cfg.training.early_stopping_patience),
@@ -292,6 +298,7 @@ def _run_metrics(run: _Run, fit: _Fit) -> dict[str, Any]:
         "world_size": args.world_size,
         "training_precision": training_precision(run.cfg.training.precision),
         "device": str(args.device),
+        **student_metrics(run.student, run.validation, fit.logits, run.manifest),
     }
 
 
