@@ -25,7 +25,7 @@ from imdb_sentiment.errors import ConfigError
 
 DEFAULT_SPACE: dict[str, Any] = {
     # Fine-tuning recipes for encoders of this size use 1e-5..1e-4 at batch 16-32, and larger
-    # batches want larger rates (issue 8: MiniLM did best at batch 128 with 1.5e-4).
+    # batches want larger rates (on an H100, MiniLM did best at batch 128 with 1.5e-4).
     "training.learning_rate": {"low": 1e-5, "high": 2e-4, "log": True},
     "training.batch_size": [16, 32, 64],
     "training.warmup_ratio": {"low": 0.0, "high": 0.2},
