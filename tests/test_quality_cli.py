@@ -1,4 +1,5 @@
-"""CLI flags for long reviews and robustness: eval --long-reviews/--robustness/--no-report, predict --uncertain-band."""
+"""CLI flags for long reviews and robustness: eval --long-reviews/--robustness/--no-report,
+predict --uncertain-band."""
 
 from __future__ import annotations
 
