@@ -89,6 +89,9 @@ class TrainingConfig:
     eval_steps: int = 0
     logging_steps: int = 50
     save_total_limit: int = 2
+    # Keep RUN/checkpoints/ once the run has succeeded (to resume it with a larger --epochs);
+    # else it is removed: a finished run's --resume changes nothing.
+    keep_checkpoints: bool = False
     num_processes: int | None = None
     dataloader_num_workers: int = 0
     calibrate: bool = True

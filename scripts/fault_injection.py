@@ -77,7 +77,8 @@ def setup(root: Path) -> dict[str, Path]:
     data = root / "data"
     for args in (
         ["download", "--source", source, "--output", data],
-        tiny_train_args(model, data, root / "runs", "tiny"),
+        # Kept so that the checkpoint file modes can be checked after the run.
+        tiny_train_args(model, data, root / "runs", "tiny", "--keep-checkpoints"),
     ):
         result = cli(*args, cwd=root)
         if result["exit_code"] != 0:

@@ -251,6 +251,8 @@ def trained_run(
     from imdb_sentiment.training.loop import train
 
     runs = tmp_path_factory.mktemp("runs")
-    cfg = resolve(overrides=tiny_train_overrides(tiny_model, prepared_data, runs, "tiny"))
+    overrides = tiny_train_overrides(tiny_model, prepared_data, runs, "tiny")
+    # test_fs_faults checks the checkpoints' file modes.
+    cfg = resolve(overrides={**overrides, "training.keep_checkpoints": True})
     result = train(cfg, log=lambda _m: None)
     return result.run_dir

@@ -165,7 +165,9 @@ def test_distilled_student_end_to_end(
     trained_run: Path, prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "runs"
-    result = invoke(*student_args(trained_run, prepared_data, out, "student", "--layers", "1"))
+    # Checkpoints kept: it is resumed below to train longer.
+    args = student_args(trained_run, prepared_data, out, "student", "--layers", "1")
+    result = invoke(*args, "--keep-checkpoints")
     assert result.exit_code == 0, result.output
     run = out / "student"
     config = (run / "config.yaml").read_text()

@@ -509,7 +509,8 @@ def test_a_resumed_run_records_the_whole_run(
     from imdb_sentiment.training.loop import train
 
     runs = tmp_path / "runs"
-    first = train(small(tiny_model, prepared_data, runs, "r"), log=quiet)
+    kept = {"training.keep_checkpoints": True}  # to resume it with a larger --epochs
+    first = train(small(tiny_model, prepared_data, runs, "r", **kept), log=quiet)
     first_runtime = first.metrics["train_runtime_s"]
     last = runs / "r" / "checkpoints" / "checkpoint-24"
     truncate(last / "optimizer.pt")  # as a kill mid-save would leave it

@@ -81,8 +81,9 @@ def test_overwrite_replaces_a_run(tiny_model: Path, prepared_data: Path, tmp_pat
     cfg = _cfg(tiny_model, prepared_data, tmp_path, "r")
     train(cfg, log=lambda _m: None)
     (tmp_path / "r" / "stale.txt").write_text("old")
-    cfg = _cfg(tiny_model, prepared_data, tmp_path, "r", **{"run.overwrite": True})
-    train(cfg, log=lambda _m: None)
+    # Kept, to check that best_checkpoint names the checkpoint where it is after the swap.
+    keep = {"run.overwrite": True, "training.keep_checkpoints": True}
+    train(_cfg(tiny_model, prepared_data, tmp_path, "r", **keep), log=lambda _m: None)
     assert not (tmp_path / "r" / "stale.txt").exists()
     assert (tmp_path / "r" / "model" / "config.json").is_file()
     # Trained beside the old run, then moved into its place: nothing of the swap is left.
@@ -95,7 +96,7 @@ def test_overwrite_replaces_a_run(tiny_model: Path, prepared_data: Path, tmp_pat
 def test_resume_continues_from_the_latest_checkpoint(
     tiny_model: Path, prepared_data: Path, tmp_path: Path
 ) -> None:
-    cfg = _cfg(tiny_model, prepared_data, tmp_path, "r")
+    cfg = _cfg(tiny_model, prepared_data, tmp_path, "r", **{"training.keep_checkpoints": True})
     train(cfg, log=lambda _m: None)
     checkpoints = sorted((tmp_path / "r" / "checkpoints").glob("checkpoint-*"))
     assert checkpoints

@@ -58,6 +58,14 @@ ResumeOption = Annotated[
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace an existing run of the same name.")
 ]
+KeepCheckpointsOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-checkpoints",
+        help="Keep RUN/checkpoints/ once the run has succeeded (to resume it later with a "
+        "larger --epochs); by default they are removed, the model is kept.",
+    ),
+]
 ExtraTrainOption = Annotated[
     str | None,
     typer.Option(
@@ -170,6 +178,7 @@ def train(
     set_: SetOption = None,
     resume: ResumeOption = False,
     overwrite: OverwriteOption = False,
+    keep_checkpoints: KeepCheckpointsOption = False,
     no_reference: NoReferenceOption = False,
     profile: ProfileOption = False,
     profile_steps: ProfileStepsOption = None,
@@ -178,8 +187,7 @@ def train(
     from imdb_sentiment.cli.profiling import check_steps
     from imdb_sentiment.runs import env_runs_dir
 
-    # Flags are config overrides: None leaves the value of --set, the config file, the recipe
-    # or the default.
+    # Flags are config overrides: None leaves what --set, the file, recipe or default say.
     overrides = {
         "training.learning_rate": lr,
         "training.epochs": epochs,
@@ -198,13 +206,21 @@ def train(
         "data.extra_train": extra_train,
         "training.num_processes": num_processes,
         **student_overrides(layers, distill_from, distill_alpha, distill_temperature),
-        "run.overwrite": overwrite or None,
+        **switch_overrides(overwrite, keep_checkpoints),
     }
     profiled = check_steps(profile, profile_steps)
     if resume:
         config = resume_config(config, output_dir, run_name)
     cfg = resolve_config(config, overrides, set_)
     launch(cfg, resume, reference=not no_reference, profile_steps=profiled)
+
+
+def switch_overrides(overwrite: bool, keep_checkpoints: bool) -> dict[str, Any]:
+    """The on/off flags as config overrides: off (None) leaves the value of the layers below."""
+    return {
+        "run.overwrite": overwrite or None,
+        "training.keep_checkpoints": keep_checkpoints or None,
+    }
 
 
 def student_overrides(

@@ -2,13 +2,15 @@
 
 The main process decides (:func:`claim`); the others follow its decision. Every stop is
 recorded in ``status.json`` with a way to go on that works: a resume command only when a
-complete checkpoint exists, else the command that starts the run again.
+complete checkpoint exists, else the command that starts the run again. A run that succeeded
+drops its checkpoints (:func:`succeeded`) unless ``training.keep_checkpoints``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,7 @@ from imdb_sentiment.runs import (
     claim_run_dir,
     describe,
     latest_checkpoint,
+    mark_latest,
     write_status,
 )
 from imdb_sentiment.training.distributed import is_main_process
@@ -133,6 +136,31 @@ def start(claimed: Claim, cfg: Config, log: Log, *, resume: bool) -> None:
     )
 
 
+def succeeded(run_dir: Path, cfg: Config, log: Log) -> None:
+    """Record the run (in place, its model and metrics saved) as succeeded, mark it latest and
+    drop its checkpoints unless ``training.keep_checkpoints``: ``--resume`` of a finished run
+    changes nothing, so they would only hold several times the model's size on disk."""
+    write_status(run_dir, "succeeded")
+    mark_latest(run_dir)
+    if not cfg.training.keep_checkpoints:
+        drop_checkpoints(run_dir, log)
+
+
+def drop_checkpoints(run_dir: Path, log: Log) -> None:
+    """Remove ``run_dir/checkpoints``; a failure is one warning, never an error: the run and
+    its model are complete without them."""
+    folder = run_dir / "checkpoints"
+    if not folder.exists():
+        return
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        log(
+            f"warning: could not remove {folder} ({exc.strerror or exc}); the run is complete "
+            "without it, delete it to free the space"
+        )
+
+
 def saved_results(claimed: Claim, log: Log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``--resume`` of a run that succeeded: say so, and return its saved metrics and
     processes."""
@@ -143,9 +171,15 @@ def saved_results(claimed: Claim, log: Log) -> tuple[dict[str, Any], list[dict[s
         except (OSError, ValueError):
             return None
 
+    longer = (
+        "To train it longer, resume with a larger --epochs than it was trained for."
+        if latest_checkpoint(claimed.work_dir) is not None
+        else "Its checkpoints were removed when it finished (train with --keep-checkpoints "
+        "to keep them)."
+    )
     log(
         f"{claimed.run_dir} already finished (succeeded); nothing to resume and nothing was "
-        "changed. To train it longer, resume with a larger --epochs than it was trained for."
+        f"changed. {longer}"
     )
     metrics = (read("metrics.json") or {}).get("metrics") or {}
     return metrics, read("processes.json") or []

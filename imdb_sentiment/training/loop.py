@@ -27,7 +27,7 @@ from imdb_sentiment.modeling.loading import (
     load_tokenizer,
     resolve_model_name,
 )
-from imdb_sentiment.runs import Claim, mark_latest, replace_with_new, write_status
+from imdb_sentiment.runs import Claim, replace_with_new, write_status
 from imdb_sentiment.training import lifecycle
 from imdb_sentiment.training.arguments import training_arguments, training_precision
 from imdb_sentiment.training.callbacks import (
@@ -361,7 +361,7 @@ def _fail_at_chance(run_dir: Path, payload: dict[str, Any]) -> None:
 
 def _save(run: _Run, fit: _Fit, metrics: dict[str, Any], temperature: float) -> None:
     """Save the model with its settings, predictions, metrics and card; put the run in place
-    (replacing an old one only now) and mark it latest."""
+    (replacing an old one only now), mark it latest and drop its checkpoints unless kept."""
     from imdb_sentiment import tracking
     from imdb_sentiment.atomic import write_json
     from imdb_sentiment.data.storage import share_like_umask
@@ -384,8 +384,7 @@ def _save(run: _Run, fit: _Fit, metrics: dict[str, Any], temperature: float) -> 
     write_json(work_dir / "processes.json", fit.processes)
     replace_with_new(run.claim)
     write_model_card(run.run_dir / "model", run.run_dir)
-    write_status(run.run_dir, "succeeded")
-    mark_latest(run.run_dir)
+    lifecycle.succeeded(run.run_dir, cfg, run.log)  # drops the checkpoints unless kept
     tracking.finish()
 
 

@@ -198,7 +198,9 @@ def _objective(
     def objective(trial: Any) -> float:
         sampled = {key: dim.sample(trial) for key, dim in settings.space.items()}
         name = f"trial-{trial.number:03d}"
-        cfg = source.resolve(sampled, {"run.output_dir": str(search_dir), "run.name": name})
+        run = {"run.output_dir": str(search_dir), "run.name": name}
+        # Training drops a finished run's checkpoints unless told to keep them.
+        cfg = source.resolve(sampled, {**run, "training.keep_checkpoints": _keep(settings)})
         run_dir = search_dir / name
         trial.set_user_attr("run_dir", str(run_dir))
         log(f"trial {trial.number}: " + ", ".join(f"{k}={v}" for k, v in sampled.items()))
@@ -254,6 +256,11 @@ def _end_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and hasattr(wandb, "teardown"):
         wandb.teardown()
+
+
+def _keep(settings: SearchSettings) -> bool | None:
+    """``--keep-checkpoints`` as a trial's flag; None leaves the config's value."""
+    return True if settings.keep_checkpoints else None
 
 
 def _tidy(run_dir: Path, settings: SearchSettings) -> None:
