@@ -44,11 +44,12 @@ def manifest_hash(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; empty when the file is missing or not an object."""
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; empty when the file is missing, unreadable or not an
+    object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -63,7 +64,7 @@ def collect_results(run_dir: Path | None, model_dir: Path) -> list[dict[str, Any
     roots.append(model_dir)
     seen: set[Path] = set()
     if run_dir is not None:
-        m = _read_json(run_dir / "metrics.json").get("metrics", {})
+        m = read_json_object(run_dir / "metrics.json").get("metrics", {})
         if m:
             results.append(
                 {"split": "validation", "source": "validation split (training run)", "metrics": m}
@@ -73,7 +74,7 @@ def collect_results(run_dir: Path | None, model_dir: Path) -> list[dict[str, Any
             if path.resolve() in seen:
                 continue
             seen.add(path.resolve())
-            m = _read_json(path)
+            m = read_json_object(path)
             if m:
                 results.append(
                     {
@@ -153,7 +154,7 @@ def model_card(model_dir: Path, run_dir: Path | None = None) -> str:
     config: dict[str, Any] = {}
     if run_dir is not None and (run_dir / "config.yaml").is_file():
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    manifest = _read_json(run_dir / "data_manifest.json") if run_dir is not None else {}
+    manifest = read_json_object(run_dir / "data_manifest.json") if run_dir is not None else {}
     base = hub_base_model(settings.base_model)
     results = collect_results(run_dir, model_dir)
     name = run_dir.name if run_dir is not None else model_dir.name
@@ -266,7 +267,7 @@ def _results_table(results: list[dict[str, Any]]) -> list[str]:
 
 def _student(run_dir: Path | None) -> list[str]:
     """A student's teacher, kept layers and measured cost (``train --layers/--distill-from``)."""
-    m = _read_json(run_dir / "metrics.json").get("metrics", {}) if run_dir is not None else {}
+    m = read_json_object(run_dir / "metrics.json").get("metrics", {}) if run_dir is not None else {}
     s = m.get("student") or {}
     if not s:
         return []
@@ -297,7 +298,7 @@ DRIFT_REFERENCE = Path("reference") / "reference.json"
 
 def _drift_reference(run_dir: Path | None) -> list[str]:
     """Where the run's drift reference is, what it holds, and how to test new texts with it."""
-    ref = _read_json(run_dir / DRIFT_REFERENCE) if run_dir is not None else {}
+    ref = read_json_object(run_dir / DRIFT_REFERENCE) if run_dir is not None else {}
     if not ref:
         return []
     embeddings = ref.get("embeddings") or {}

@@ -74,7 +74,7 @@ def test_a_compiled_model_that_disagrees_with_eager_is_not_used(trained_run: Pat
         return lambda ids, mask: torch.stack([ids[:, 0] * 0.0 + 9.0, ids[:, 0] * 0.0], dim=1)
 
     with pytest.warns(UserWarning, match="differs from eager bf16"):
-        assert compiled.compile_bf16(module, compiler=wrong) is None
+        assert compiled.compile_bf16(module, backends.BF16_MAX_ABS_DIFF, compiler=wrong) is None
 
 
 def test_one_review_batches_run_as_two_rows() -> None:

@@ -128,7 +128,7 @@ class TorchModel:
         as_module.eval()
         self.forward = eager_forward(as_module)
         if self.precision == COMPILED:
-            compiled = compile_bf16(as_module)
+            compiled = compile_bf16(as_module, BF16_MAX_ABS_DIFF)
             if compiled is None:  # compile_bf16 warned why
                 self.precision = "bf16"
             else:

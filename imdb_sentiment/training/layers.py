@@ -36,20 +36,23 @@ def layer_count(model_config: Any) -> int | None:
     return None
 
 
-def check_layers(model_name: str, n: int) -> list[int]:
-    """The layers ``model_name`` keeps for ``--layers n``; ConfigError (naming the model's
-    count) when ``n`` is out of range, ModelError when the model cannot be read."""
+def check_layers(model_name: str, n: int) -> tuple[list[int], int]:
+    """The layers ``model_name`` keeps for ``--layers n`` and its layer count; ConfigError
+    (naming the count) when ``n`` is out of range, ModelError when the model cannot be read."""
     from transformers import AutoConfig
+
+    from imdb_sentiment.data.files import one_line
 
     try:
         model_config = AutoConfig.from_pretrained(model_name)
     except (OSError, ValueError, KeyError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"cannot read the configuration of {model_name}: {reason}") from None
+        raise ModelError(
+            f"cannot read the configuration of {model_name}: {one_line(exc, 200)}"
+        ) from None
     total = layer_count(model_config)
     if total is None:
         raise ModelError(f"{model_name}: its configuration names no encoder layer count")
-    return kept_layers(total, n)
+    return kept_layers(total, n), total
 
 
 def _layer_list(model: Any, total: int) -> tuple[Any, str, str]:

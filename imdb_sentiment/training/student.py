@@ -10,7 +10,6 @@ difference.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imdb_sentiment.config import Config
+from imdb_sentiment.model_card import read_json_object
 from imdb_sentiment.training.teacher import (
     TEACHER_LOGITS,
     Teacher,
@@ -137,29 +137,13 @@ def prepare_student(cfg: Config, tokenizer: Any, model_name: str) -> Student | N
         teacher = find_teacher(cfg.training.distill_from)
         read_as_teacher(cfg, teacher)
         check_tokenizer(teacher, tokenizer, cfg.model.name)
-    kept = total = None
+    kept: list[int] | None = None
+    total: int | None = None
     if cfg.model.layers is not None:
         from imdb_sentiment.training.layers import check_layers
 
-        kept = check_layers(model_name, cfg.model.layers)
-        total = _total(model_name)
+        kept, total = check_layers(model_name, cfg.model.layers)
     return Student(cfg, teacher, kept, total)
-
-
-def _total(model_name: str) -> int | None:
-    from transformers import AutoConfig
-
-    from imdb_sentiment.training.layers import layer_count
-
-    return layer_count(AutoConfig.from_pretrained(model_name))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def compare_with_teacher(
@@ -176,7 +160,7 @@ def compare_with_teacher(
     def validation_hash(m: dict[str, Any]) -> Any:
         return ((m.get("splits") or {}).get("validation") or {}).get("sha256")
 
-    theirs = _read_json(teacher_run / "data_manifest.json")
+    theirs = read_json_object(teacher_run / "data_manifest.json")
     if not theirs or validation_hash(theirs) != validation_hash(manifest):
         return {"compared": False, "reason": "the teacher's validation split is not this run's"}
     try:

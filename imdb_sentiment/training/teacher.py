@@ -10,7 +10,9 @@ the others read its file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imdb_sentiment.atomic import write_bytes
 from imdb_sentiment.config import Config
+from imdb_sentiment.data.files import file_sha256
 from imdb_sentiment.errors import ConfigError, ModelError, RunError
 from imdb_sentiment.modeling.loading import (
     WEIGHT_FILES,
@@ -100,15 +104,6 @@ def check_tokenizer(teacher: Teacher, tokenizer: Any, model_name: str) -> None:
         )
 
 
-def _file_digest(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 def _precision() -> str:
     import torch
 
@@ -126,7 +121,7 @@ def cache_key(teacher: Teacher, reviews: EncodedReviews, precision: str) -> dict
     weights = [teacher.model_dir / n for n in WEIGHT_FILES if (teacher.model_dir / n).is_file()]
     return {
         "format": CACHE_FORMAT,
-        "teacher": _file_digest(weights),
+        "teacher": [file_sha256(path) for path in weights],
         "rows": len(reviews),
         "ids_sha256": ids.hexdigest(),
         "precision": precision,
@@ -194,8 +189,6 @@ def teacher_logits(
 def _cached_or_computed(
     teacher: Teacher, reviews: EncodedReviews, work_dir: Path, batch_size: int, log: Log
 ) -> np.ndarray:
-    import os
-
     precision = _precision()
     key = json.dumps(cache_key(teacher, reviews, precision), sort_keys=True)
     path = work_dir / TEACHER_LOGITS
@@ -205,12 +198,9 @@ def _cached_or_computed(
         return cached
     log(f"teacher logits: computing {len(reviews):,} rows with {teacher.model_dir} ({precision})")
     logits = compute_logits(teacher.model_dir, reviews, precision, batch_size)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, key=np.array(key), logits=logits)
-        tmp.replace(path)
-    except OSError:
-        pass  # an unwritable run folder only costs a recomputation on --resume
-    finally:
-        tmp.unlink(missing_ok=True)
+    stored = io.BytesIO()
+    np.savez(stored, key=np.array(key), logits=logits)
+    # An unwritable run folder only costs a recomputation on --resume.
+    with contextlib.suppress(OSError):
+        write_bytes(path, stored.getvalue())
     return logits
