@@ -14,6 +14,7 @@ import numpy as np
 
 from imdb_sentiment.errors import ConfigError, MissingExtraError, ModelError
 from imdb_sentiment.hardware import cpu_has_fast_int8, cpu_has_native_bf16, int8_kernel
+from imdb_sentiment.inference.cls_only import read_first_token
 from imdb_sentiment.inference.compiled import COMPILED, compile_bf16, eager_forward
 from imdb_sentiment.inference.quantize import quantize_linears, read_plan, require_plan
 
@@ -126,6 +127,8 @@ class TorchModel:
         # bf16 weights and activations (not autocast): measured faster on AMX CPUs.
         as_module.to(torch.bfloat16 if self.precision in BF16_PRECISIONS else torch.float32)
         as_module.eval()
+        # Same logits, less work: the last layer computes the position the head reads.
+        self.first_token_only = read_first_token(as_module)
         self.forward = eager_forward(as_module)
         if self.precision == COMPILED:
             compiled = compile_bf16(as_module, BF16_MAX_ABS_DIFF)

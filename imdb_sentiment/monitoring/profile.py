@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imdb_sentiment.inference.cls_only import all_positions
 from imdb_sentiment.inference.predictor import check_texts
 from imdb_sentiment.metrics.classification import softmax
 from imdb_sentiment.modeling.tokenization import whole_token_ids
@@ -75,7 +76,8 @@ def _forward(
     pooled: dict[int, np.ndarray] = {}
     device = next(module.parameters()).device
     for idx, ids, mask in predictor._batches(enc):
-        with torch.inference_mode():
+        # Every position of the last layer: the embedding is their mean.
+        with torch.inference_mode(), all_positions(module):
             out = module(
                 input_ids=torch.from_numpy(ids).to(device),
                 attention_mask=torch.from_numpy(mask).to(device),
