@@ -433,6 +433,7 @@ class FakePredictor:
     def __init__(self) -> None:
         self.loaded: list[tuple[Path, dict[str, Any]]] = []
         self.texts: list[list[str]] = []
+        self.student: dict[str, Any] | None = None  # no attached student runs
 
     def from_path(self, path: Path, **kwargs: Any) -> FakePredictor:
         self.loaded.append((Path(path), kwargs))
@@ -487,6 +488,7 @@ def test_predict_texts_and_flags_reach_the_predictor(
         "long_reviews": "chunks",
         "backend": "onnx",
         "precision": "fp32",
+        "cpu_student": True,
     }
     assert predictor.texts == [["a good film", "a bad film"]]
     rows = [json.loads(line) for line in result.stdout.splitlines()]
@@ -523,6 +525,7 @@ def test_predict_reads_stdin_then_the_file(
         "long_reviews": "truncate",
         "backend": "torch",
         "precision": "auto",
+        "cpu_student": True,
     }
 
 

@@ -111,7 +111,7 @@ def test_export_argument_errors(trained_run: Path) -> None:
     runner = CliRunner()
     bad_format = runner.invoke(app, ["export", str(trained_run), "--format", "tflite"])
     assert bad_format.exit_code == ConfigError.exit_code
-    assert "--format must be onnx or torch-int8, got 'tflite'" in bad_format.output
+    assert "--format must be onnx, torch-int8, cpu-student, got 'tflite'" in bad_format.output
     with pytest.raises(ConfigError, match="--quantize"):
         export_onnx(trained_run, ExportOptions(quantize="int4"))
     missing = runner.invoke(app, ["export", str(trained_run / "nope")])
@@ -153,7 +153,7 @@ def test_export_options_reject_bad_values_as_config_errors() -> None:
     with pytest.raises(ConfigError, match="--max-samples must be at least 1"):
         ExportOptions(max_samples=0)
     assert check_format("onnx") == "onnx"
-    assert FORMATS == ("onnx", "torch-int8")
+    assert FORMATS == ("onnx", "torch-int8", "cpu-student")
     with pytest.raises(ConfigError, match="--format must be onnx"):
         check_format("tflite")
 

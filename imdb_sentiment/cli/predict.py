@@ -107,6 +107,7 @@ def predict(
     """Label and (calibrated) probability for each review."""
     from imdb_sentiment.cli import profiling
     from imdb_sentiment.inference.backends import check_backend, check_precision
+    from imdb_sentiment.inference.cpu_student import describe
     from imdb_sentiment.inference.predictor import Predictor, parse_uncertain_band
     from imdb_sentiment.modeling.tokenization import check_mode
     from imdb_sentiment.runs import resolve_run
@@ -128,7 +129,10 @@ def predict(
         long_reviews=long_reviews,
         backend=backend,
         precision=precision,
+        cpu_student=True,
     )
+    if predictor.student is not None:
+        render.say(describe(predictor.student))
     with profiling.predicting(predictor, profile_folder, profiled):
         deliver(
             predicted_chunks(predictor, reviews.chunks(), band),

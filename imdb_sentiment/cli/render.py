@@ -111,6 +111,9 @@ def _evaluation_extras(m: dict[str, Any]) -> None:
 
 def parity(result: ExportResult) -> None:
     """Agreement of each exported model with PyTorch, then the files written."""
+    if not result.parity:  # an attached student: its comparison was logged
+        wrote(result.files)
+        return
     table = Table(title=f"parity with PyTorch on {result.parity[0].n:,} reviews ({result.source})")
     for col in ("model", "label agreement", "max |Δp|", "mean |Δp|", "accuracy"):
         table.add_column(col, justify="left" if col == "model" else "right")

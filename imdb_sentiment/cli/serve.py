@@ -23,7 +23,16 @@ RunArgument = Annotated[
     Path | None, typer.Argument(help="Run directory or model folder [default: the latest run].")
 ]
 FormatOption = Annotated[
-    str, typer.Option("--format", help="onnx, or torch-int8 (PyTorch int8 plan for predict/serve).")
+    str,
+    typer.Option(
+        "--format",
+        help="onnx; torch-int8 (PyTorch int8 plan for predict/serve); cpu-student (attach "
+        "--student for CPUs without native bf16).",
+    ),
+]
+StudentOption = Annotated[
+    Path | None,
+    typer.Option(help="--format cpu-student: a run distilled from this one (--distill-from)."),
 ]
 QuantizeOption = Annotated[
     str | None, typer.Option(help="Also write a dynamically quantized model: int8.")
@@ -62,18 +71,22 @@ def export(
     max_samples: MaxSamplesOption = 500,
     min_agreement: MinAgreementOption = 0.995,
     optimize: OptimizeOption = True,
+    student: StudentOption = None,
     runs_dir: RunsDirOption = None,
 ) -> None:
     """Export to ONNX (and int8) next to the run's model, refused unless parity holds.
 
     Writes <run>/model/onnx/model.onnx, model.int8.onnx and parity.json, only if each exported
     model gives the PyTorch model's label on at least --min-agreement of the parity reviews.
+    --format torch-int8 writes the PyTorch int8 plan; --format cpu-student --student STUDENT
+    attaches a student distilled from the run (at most 1 point less accurate), which
+    predict/serve --precision auto then run on CPUs without native bf16.
     """
-    from imdb_sentiment.export.formats import check_format, export_model
+    from imdb_sentiment.export.formats import check_format, check_student, export_model
     from imdb_sentiment.export.onnx import ExportOptions
     from imdb_sentiment.runs import resolve_run
 
-    check_format(format_)
+    check_student(check_format(format_), student)
     # Built first: it checks --quantize, --max-samples and --min-agreement before any load.
     options = ExportOptions(
         quantize=quantize,
@@ -83,6 +96,7 @@ def export(
         max_samples=max_samples,
         min_agreement=min_agreement,
         optimize=optimize,
+        student=student,
     )
     result = export_model(resolve_run(run, runs_dir), format_, options, log=render.say)
     render.parity(result)

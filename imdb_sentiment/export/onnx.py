@@ -218,6 +218,8 @@ class ExportOptions:
     optimize: bool = True
     batch_size: int = 32
     recipes: tuple[Int8Recipe, ...] = INT8_RECIPES
+    student: str | Path | None = None
+    """``--format cpu-student``: the distilled student run to attach."""
 
     def __post_init__(self) -> None:
         """Reject bad flag values (exit 2) before any model is loaded."""

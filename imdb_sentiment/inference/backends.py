@@ -16,6 +16,7 @@ from imdb_sentiment.errors import ConfigError, MissingExtraError, ModelError
 from imdb_sentiment.hardware import cpu_has_fast_int8, cpu_has_native_bf16, int8_kernel
 from imdb_sentiment.inference.cls_only import read_first_token
 from imdb_sentiment.inference.compiled import COMPILED, compile_bf16, eager_forward
+from imdb_sentiment.inference.cpu_student import attached_student, runs_student
 from imdb_sentiment.inference.quantize import quantize_linears, read_plan, require_plan
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ class TorchModel:
             precision, self.device.type, int8_ready=int8_plan is not None
         )
         self.module = module
+        self.student: dict[str, Any] | None = None
+        """The attached student's record when this is that student (:mod:`.cpu_student`)."""
         as_module: torch.nn.Module = module
         as_module.to(self.device)
         # bf16 weights and activations (not autocast): measured faster on AMX CPUs.
@@ -213,17 +216,34 @@ class OnnxModel:
         return np.asarray(logits, dtype=np.float32)
 
 
+def _student(
+    path: str | Path, precision: str, device: str | None
+) -> tuple[Path, dict[str, Any]] | None:
+    """The attached student to run instead of the model at ``path``, if any."""
+    import torch
+
+    from imdb_sentiment.modeling.loading import find_model_dir
+
+    device_type = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type
+    if not runs_student(precision, device_type):
+        return None
+    return attached_student(find_model_dir(path))
+
+
 def load_backend(
     path: str | Path,
     backend: str = "torch",
     *,
     precision: str = "auto",
     device: str | None = None,
+    cpu_student: bool = False,
 ) -> tuple[Runtime, PreTrainedTokenizerBase, InferenceSettings, Path]:
     """The runtime, tokenizer, inference settings and model folder of a run or model folder.
 
     Both values are checked before anything is read, so a bad flag fails fast and as a
-    :class:`ConfigError` even when the path is wrong too.
+    :class:`ConfigError` even when the path is wrong too. ``cpu_student`` (predict and serve):
+    run the model's attached student instead where :func:`~imdb_sentiment.inference.cpu_student.
+    runs_student` says so; the runtime's ``student`` then holds its record.
     """
     from imdb_sentiment.modeling.loading import (
         InferenceSettings,
@@ -234,7 +254,8 @@ def load_backend(
 
     check_precision(precision, check_backend(backend))
     if backend == "torch":
-        module, tokenizer, settings, model_dir = load_trained(path)
+        student = _student(path, precision, device) if cpu_student else None
+        module, tokenizer, settings, model_dir = load_trained(student[0] if student else path)
         # Explicit int8 without a passed plan is an error; auto just skips int8.
         plan = require_plan(model_dir) if precision == "int8" else read_plan(model_dir)
         # auto takes int8 only from a plan measured faster than fp32, checked on the int8
@@ -249,6 +270,7 @@ def load_backend(
         ):
             plan = None
         runtime = TorchModel(module, device=device, precision=precision, int8_plan=plan)
+        runtime.student = student[1] if student else None
         return runtime, tokenizer, settings, model_dir
     model_dir = find_model_dir(path)
     onnx = OnnxModel.load(model_dir, quantized=backend == "onnx-int8")

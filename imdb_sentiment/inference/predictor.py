@@ -120,6 +120,7 @@ class Predictor:
         backend: str = "torch",
         precision: str = "auto",
         device: str | None = None,
+        cpu_student: bool = False,
         **kwargs: Any,
     ) -> Predictor:
         """Load from a run directory or a model folder.
@@ -128,10 +129,11 @@ class Predictor:
         ``imdb-sentiment export`` wrote next to them). ``precision`` (torch only): ``fp32``,
         ``bf16`` or ``auto`` (bf16 where the hardware does it natively). ``kwargs`` go to
         :class:`Predictor`. Bad ``backend`` or ``precision`` values raise :class:`ConfigError`
-        before anything is loaded.
+        before anything is loaded. ``cpu_student``: with ``auto`` on a CPU without native bf16,
+        run the model's attached student (:mod:`imdb_sentiment.inference.cpu_student`) instead.
         """
         runtime, tokenizer, settings, model_dir = load_backend(
-            path, backend, precision=precision, device=device
+            path, backend, precision=precision, device=device, cpu_student=cpu_student
         )
         return cls(runtime, tokenizer, settings, model_dir=model_dir, **kwargs)
 
@@ -144,6 +146,11 @@ class Predictor:
     def precision(self) -> str:
         """``fp32``, ``bf16`` (torch) or ``int8`` (onnx-int8)."""
         return self.runtime.precision
+
+    @property
+    def student(self) -> dict[str, Any] | None:
+        """The record of the attached student running instead of the model, else None."""
+        return self.runtime.student if isinstance(self.runtime, TorchModel) else None
 
     @property
     def model(self) -> PreTrainedModel | None:

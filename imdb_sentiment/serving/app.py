@@ -56,6 +56,7 @@ def model_version(model_dir: Path | None, run_path: Path) -> str:
 
 def load_model(model: ModelState, options: ServeOptions, metrics: Metrics) -> None:
     """Load (unless preloaded) and warm up the model, and record what it is (blocking)."""
+    from imdb_sentiment.inference.cpu_student import describe
     from imdb_sentiment.inference.predictor import Predictor
 
     p = model.preloaded or Predictor.from_path(
@@ -63,7 +64,10 @@ def load_model(model: ModelState, options: ServeOptions, metrics: Metrics) -> No
         backend=options.backend,
         precision=options.precision,
         batch_size=options.inference_batch_size,
+        cpu_student=True,
     )
+    if p.student is not None:
+        log.warning(describe(p.student))
     p.predict([WARM_UP])
     model.version = model_version(p.model_dir, model.run_path)
     model.max_length = p.settings.max_length

@@ -7,6 +7,7 @@ from functools import cache
 from importlib import resources
 
 from imdb_sentiment.errors import ImdbSentimentError, MissingExtraError
+from imdb_sentiment.inference.cpu_student import summary
 from imdb_sentiment.serving.deps import (
     ApiKeyDep,
     MetricsDep,
@@ -83,6 +84,8 @@ async def ready(model: ModelDep, options: OptionsDep, api_key: ApiKeyDep) -> JSO
             "model_version": model.version,
             "backend": model.predictor.backend,
             "precision": model.predictor.precision,
+            # What runs instead of the model on a CPU without native bf16, if anything.
+            "cpu_student": summary(student) if (student := model.predictor.student) else None,
             "max_length": model.max_length,
             "batching": options.batching,
             "auth": api_key is not None,
