@@ -21,30 +21,23 @@ from transformers import (
 from imdb_sentiment.inference.cls_only import all_positions, read_first_token, reads_first_token
 from imdb_sentiment.inference.predictor import Predictor
 
+SMALL = {
+    "vocab_size": 100,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+}
+
 
 def _bert() -> torch.nn.Module:
     torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-    )
-    return BertForSequenceClassification(cfg).eval()
+    return BertForSequenceClassification(BertConfig(**SMALL)).eval()
 
 
 def _roberta() -> torch.nn.Module:
     torch.manual_seed(0)
-    cfg = RobertaConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=40,
-        pad_token_id=1,
-    )
+    cfg = RobertaConfig(**SMALL, max_position_embeddings=40, pad_token_id=1)
     return RobertaForSequenceClassification(cfg).eval()
 
 
@@ -77,7 +70,7 @@ def test_first_token_logits_match_the_full_model(tiny_model: Path, attention: st
                 want = model(input_ids=ids, attention_mask=m).logits
                 got = fast(input_ids=ids, attention_mask=m).logits
                 assert torch.allclose(got, want, atol=1e-5), (name, attention)
-                # A padded row must not read its padding: changing it changes nothing.
+            # A padded row must not read its padding: changing it changes nothing.
             other = ids.clone()
             other[2, 3:] = 7
             moved = fast(input_ids=other, attention_mask=mask).logits

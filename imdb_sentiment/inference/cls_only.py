@@ -68,35 +68,35 @@ def _heads(x: torch.Tensor, head_size: int) -> torch.Tensor:
     return x.view(x.shape[0], x.shape[1], -1, head_size).transpose(1, 2)
 
 
+def _first_query_attention(
+    attention: Any, projections: tuple[Any, Any, Any], hidden: torch.Tensor, mask: Any
+) -> torch.Tensor:
+    """The first token's query over every token's key and value (``attention`` holds the head
+    size and scaling; ``projections`` are its query, key and value Linear layers)."""
+    query, key, value = projections
+    size = attention.attention_head_size
+    return _attend(
+        _heads(query(hidden[:, :1]), size),
+        _heads(key(hidden), size),
+        _heads(value(hidden), size),
+        mask,
+        attention.scaling,
+    )
+
+
 def _bert_layer(layer: Any, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """BERT, RoBERTa, ELECTRA: ``attention.self`` / ``attention.output`` / FFN."""
     sa = layer.attention.self
-    first = hidden[:, :1]
-    size = sa.attention_head_size
-    attended = _attend(
-        _heads(sa.query(first), size),
-        _heads(sa.key(hidden), size),
-        _heads(sa.value(hidden), size),
-        mask,
-        sa.scaling,
-    )
-    out = layer.attention.output(attended, first)
+    attended = _first_query_attention(sa, (sa.query, sa.key, sa.value), hidden, mask)
+    out = layer.attention.output(attended, hidden[:, :1])
     return layer.output(layer.intermediate(out), out)
 
 
 def _distilbert_layer(layer: Any, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """DistilBERT: ``attention.{q,k,v,out}_lin``, ``sa_layer_norm``, ``ffn``."""
     att = layer.attention
-    first = hidden[:, :1]
-    size = att.attention_head_size
-    attended = _attend(
-        _heads(att.q_lin(first), size),
-        _heads(att.k_lin(hidden), size),
-        _heads(att.v_lin(hidden), size),
-        mask,
-        att.scaling,
-    )
-    out = layer.sa_layer_norm(att.out_lin(attended) + first)
+    attended = _first_query_attention(att, (att.q_lin, att.k_lin, att.v_lin), hidden, mask)
+    out = layer.sa_layer_norm(att.out_lin(attended) + hidden[:, :1])
     return layer.output_layer_norm(layer.ffn(out) + out)
 
 
