@@ -63,6 +63,9 @@ def test_a_finished_run_drops_its_checkpoints(
     assert (run / "model" / "model.safetensors").is_file() and _state(run) == "succeeded"
     assert _kept(run) is False
     assert _source(run) == "default"
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert metrics["best_checkpoint"] is None  # it was removed; the step it was is kept
+    assert isinstance(metrics["best_step"], int) and metrics["best_step"] > 0
 
     # --resume of it still changes nothing, and says why it cannot train longer ...
     messages: list[str] = []
@@ -81,6 +84,9 @@ def test_keep_checkpoints_keeps_them(tiny_model: Path, prepared_data: Path, tmp_
     assert result.exit_code == 0, result.output
     run = tmp_path / "r"
     assert sorted((run / "checkpoints").glob("checkpoint-*"))
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert Path(metrics["best_checkpoint"]).name == f"checkpoint-{metrics['best_step']}"
+    assert Path(metrics["best_checkpoint"]).is_dir()
     assert _kept(run) is True
     assert _source(run) == "flag"
 

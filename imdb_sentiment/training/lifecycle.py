@@ -16,9 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from imdb_sentiment.atomic import write_json
 from imdb_sentiment.config import Config
 from imdb_sentiment.data.storage import check_free_space, check_writable
 from imdb_sentiment.errors import RunError
+from imdb_sentiment.model_card import read_json_object
 from imdb_sentiment.runs import (
     Claim,
     claim_new_run,
@@ -158,6 +160,26 @@ def drop_checkpoints(run_dir: Path, log: Log) -> None:
         log(
             f"warning: could not remove {folder} ({exc.strerror or exc}); the run is complete "
             "without it, delete it to free the space"
+        )
+        return
+    _forget_best_checkpoint(run_dir, log)
+
+
+def _forget_best_checkpoint(run_dir: Path, log: Log) -> None:
+    """``metrics.json`` names no removed checkpoint: ``best_checkpoint`` becomes null
+    (``best_step`` still says which step was best)."""
+    path = run_dir / "metrics.json"
+    payload = read_json_object(path)
+    metrics = payload.get("metrics")
+    if not isinstance(metrics, dict) or not metrics.get("best_checkpoint"):
+        return
+    metrics["best_checkpoint"] = None
+    try:
+        write_json(path, payload)
+    except OSError as exc:
+        log(
+            f"warning: could not update {path} ({exc.strerror or exc}); its best_checkpoint "
+            "names a removed checkpoint"
         )
 
 

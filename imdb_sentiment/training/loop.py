@@ -295,6 +295,7 @@ def _run_metrics(run: _Run, fit: _Fit) -> dict[str, Any]:
         "epochs_completed": state.epoch,
         # Named where it will be once the run is in place (not in an --overwrite staging folder).
         "best_checkpoint": str(run.run_dir / "checkpoints" / Path(best).name) if best else None,
+        "best_step": int(Path(best).name.rsplit("-", 1)[1]) if best else None,
         "world_size": args.world_size,
         "training_precision": training_precision(run.cfg.training.precision),
         "device": str(args.device),
