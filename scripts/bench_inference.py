@@ -76,10 +76,28 @@ read the first token only (``imdb_sentiment.inference.cls_only``): the same mode
 timed side by side."""
 
 
+UNFUSED = "-unfused"
+"""Suffix for a bf16 arm whose Linear layers run as plain ``addmm`` with a separate GELU, as
+before ``imdb_sentiment.inference.fused``."""
+SUFFIXES = {ALL_POSITIONS: "last layer at every position", UNFUSED: "bias and GELU not fused"}
+
+
+def split_arm(arm: str) -> tuple[str, list[str]]:
+    """The base arm and its suffixes (``torch-auto-unfused-all-positions``)."""
+    found = []
+    changed = True
+    while changed:
+        changed = False
+        for suffix in SUFFIXES:
+            if arm.endswith(suffix):
+                arm, changed = arm.removesuffix(suffix), True
+                found.append(suffix)
+    return arm, found
+
+
 def label(arm: str) -> str:
-    if arm.endswith(ALL_POSITIONS):
-        return LABELS[arm.removesuffix(ALL_POSITIONS)] + ", last layer at every position"
-    return LABELS[arm]
+    base, suffixes = split_arm(arm)
+    return ", ".join([LABELS[base], *(SUFFIXES[s] for s in suffixes)])
 
 
 def peak_rss_mb() -> float:
@@ -112,10 +130,11 @@ def run_predictor(
     from contextlib import nullcontext
 
     from imdb_sentiment.inference.cls_only import all_positions
+    from imdb_sentiment.inference.fused import unfuse
     from imdb_sentiment.inference.predictor import Predictor
 
-    every_position = arm.endswith(ALL_POSITIONS)
-    arm = arm.removesuffix(ALL_POSITIONS)
+    arm, suffixes = split_arm(arm)
+    every_position = ALL_POSITIONS in suffixes
     backend = {"onnx-fp32": "onnx", "onnx-int8": "onnx-int8"}.get(arm, "torch")
     kwargs: dict[str, Any] = {"batch_size": batch_size}
     if backend == "torch":
@@ -123,6 +142,8 @@ def run_predictor(
     loading = time.perf_counter()
     p = Predictor.from_path(run, backend=backend, **kwargs)
     print(f"precision {p.precision}", file=sys.stderr)
+    if UNFUSED in suffixes and p.model is not None:
+        unfuse(p.model)
     p.settings.max_length = max_length
     # Temperature is a monotone rescaling; compare raw probabilities like the pipeline does.
     p.settings.temperature = 1.0

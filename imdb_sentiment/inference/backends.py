@@ -17,6 +17,7 @@ from imdb_sentiment.hardware import cpu_has_fast_int8, cpu_has_native_bf16, int8
 from imdb_sentiment.inference.cls_only import read_first_token
 from imdb_sentiment.inference.compiled import COMPILED, compile_bf16, eager_forward
 from imdb_sentiment.inference.cpu_student import attached_student, runs_student
+from imdb_sentiment.inference.fused import fuse_checked
 from imdb_sentiment.inference.quantize import quantize_linears, read_plan, require_plan
 
 if TYPE_CHECKING:
@@ -133,6 +134,10 @@ class TorchModel:
         # Same logits, less work: the last layer computes the position the head reads.
         self.first_token_only = read_first_token(as_module)
         self.forward = eager_forward(as_module)
+        self.fused_linears = 0
+        """Linear layers running with bias (and GELU) fused into oneDNN matmuls (:mod:`.fused`)."""
+        if self.precision == "bf16" and self.device.type == "cpu":
+            self.fused_linears = fuse_checked(as_module, BF16_MAX_ABS_DIFF)
         if self.precision == COMPILED:
             compiled = compile_bf16(as_module, BF16_MAX_ABS_DIFF)
             if compiled is None:  # compile_bf16 warned why

@@ -1,11 +1,12 @@
 """bf16 compiled with ``torch.compile``: ``--precision bf16-compiled``.
 
-On an Intel Xeon with AMX, inductor with ``freezing`` (weights packed for oneDNN once, bias and
-GELU fused into the matmuls, LayerNorm and residual adds fused) ran the MiniLM demo 1.2-1.3x
-faster than eager bf16 at 128 and 512 tokens, with the same labels (docs/INFERENCE.md, "What
-we tried for AMX"). Compiling costs 10-35 s per process, paid once when the model is loaded
-(:func:`compile_bf16` warms it up), which is why ``auto`` never picks it: a one-off ``predict``
-would wait longer than it saves; a server (which warms up before ``/ready``) or a large file gains.
+On an Intel Xeon with AMX, inductor with ``freezing`` (LayerNorm, residual adds and GELU fused)
+ran the MiniLM demo 1.2-1.3x faster than eager bf16 at 128 and 512 tokens, with the same labels
+(docs/INFERENCE.md, "What we tried for AMX"). Since eager bf16 fuses bias and GELU into oneDNN
+matmuls (:mod:`.fused`), it is as fast as this path or faster (5.39x vs 5.22x the pipeline at
+128 tokens, 3.99x vs 3.47x at 512, docs/INFERENCE.md, "Fused bias and GELU in bf16").
+Compiling costs 10-35 s per process, paid once when the model is loaded (:func:`compile_bf16`
+warms it up), which is why ``auto`` never picks it.
 
 Shapes are dynamic (one compilation serves every batch size and width), except that a batch of
 one review is padded to two rows: torch specializes size-1 dimensions and would compile again.
@@ -76,7 +77,7 @@ def pad_single(forward: Forward) -> Forward:
     return padded
 
 
-def _warm_up_batch(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def warm_up_batch(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Two rows of distinct ids, the second half padded, so the mask path is compiled too."""
     import torch
 
@@ -86,7 +87,8 @@ def _warm_up_batch(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-def _probabilities(logits: torch.Tensor) -> np.ndarray:
+def probabilities(logits: torch.Tensor) -> np.ndarray:
+    """Softmax of logits of any dtype, as float numpy."""
     return np.asarray(logits.float().softmax(-1).cpu().numpy())
 
 
@@ -108,9 +110,9 @@ def compile_bf16(
         # Built inside inference_mode like the real batches (TorchModel.__call__): a tensor
         # made outside it fails a compile guard, and the first real batch compiled again.
         with torch.inference_mode():
-            ids, mask = _warm_up_batch(vocab)
-            expected = _probabilities(eager_forward(module)(ids, mask))
-            got = _probabilities(compiled(ids, mask))
+            ids, mask = warm_up_batch(vocab)
+            expected = probabilities(eager_forward(module)(ids, mask))
+            got = probabilities(compiled(ids, mask))
     except Exception as exc:  # inductor raises many kinds (no compiler, unsupported op, ...)
         warnings.warn(
             f"torch.compile failed, running eager bf16 instead ({one_line(exc)})", stacklevel=2
