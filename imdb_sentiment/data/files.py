@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,8 +143,15 @@ def read_table(path: str | Path) -> pd.DataFrame:
             f" use one of {', '.join(TABLE_SUFFIXES)}"
         )
     _check_readable_file(path)
-    try:
+    with reading(path, suffix):
         return _read_by_suffix(path, suffix)
+
+
+@contextmanager
+def reading(path: Path, suffix: str) -> Iterator[None]:
+    """Turn what reading a table file raises into one-line :class:`DataError` messages."""
+    try:
+        yield
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, exc) from exc
     except DataError:
@@ -157,15 +166,19 @@ def _read_by_suffix(path: Path, suffix: str) -> pd.DataFrame:
     if suffix == ".parquet":
         return pd.read_parquet(path)
     if suffix in (".csv", ".tsv"):
-        # Only truly empty cells count as missing: a review reading "NA" or "null" is text.
-        return pd.read_csv(
-            path,
-            sep="\t" if suffix == ".tsv" else ",",
-            encoding="utf-8",
-            keep_default_na=False,
-            na_values=[""],
-        )
+        return pd.read_csv(path, **csv_options(suffix))
     return _read_json(path, suffix)
+
+
+def csv_options(suffix: str) -> dict[str, Any]:
+    """``pandas.read_csv`` options for a .csv or .tsv file, whole or in chunks."""
+    # Only truly empty cells count as missing: a review reading "NA" or "null" is text.
+    return {
+        "sep": "\t" if suffix == ".tsv" else ",",
+        "encoding": "utf-8",
+        "keep_default_na": False,
+        "na_values": [""],
+    }
 
 
 def _read_json(path: Path, suffix: str) -> pd.DataFrame:

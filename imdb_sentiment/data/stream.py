@@ -28,8 +28,9 @@ from imdb_sentiment.data.files import (
     _first_char,
     _not_utf8,
     _require_columns,
+    csv_options,
     is_missing,
-    one_line,
+    reading,
     shorten,
 )
 from imdb_sentiment.errors import DataError
@@ -131,15 +132,7 @@ def _frames(path: Path, suffix: str, text_column: str, chunk_size: int) -> Itera
             for batch in parquet.iter_batches(batch_size=chunk_size, columns=[text_column]):
                 yield pd.DataFrame({text_column: batch.column(0).to_pylist()})
     elif suffix in (".csv", ".tsv"):
-        # Only truly empty cells count as missing: a review reading "NA" or "null" is text.
-        with pd.read_csv(
-            path,
-            sep="\t" if suffix == ".tsv" else ",",
-            encoding="utf-8",
-            keep_default_na=False,
-            na_values=[""],
-            chunksize=chunk_size,
-        ) as reader:
+        with pd.read_csv(path, chunksize=chunk_size, **csv_options(suffix)) as reader:
             yield from reader
     elif suffix == ".json" and _first_char(path) == "[":
         # One JSON array cannot be read in parts; such files are read whole.
@@ -154,18 +147,10 @@ def _frames(path: Path, suffix: str, text_column: str, chunk_size: int) -> Itera
 def _guarded(path: Path, suffix: str, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """``frames``, with read_table's one-line messages for a file that cannot be read."""
     while True:
-        try:
-            frame = next(frames)
-        except StopIteration:
+        with reading(path, suffix):
+            frame = next(frames, None)
+        if frame is None:
             return
-        except UnicodeDecodeError as exc:
-            raise _not_utf8(path, exc) from exc
-        except DataError:
-            raise
-        except Exception as exc:  # pandas/pyarrow raise many unrelated types for a corrupt file
-            raise DataError(
-                f"{path} could not be read as {suffix[1:]} ({one_line(exc)}); check the file"
-            ) from exc
         yield frame
 
 

@@ -135,46 +135,13 @@ _ADVERBS = (
     r"(?:(?:a|an|really|very|truly|simply|quite|so|just|absolutely|pretty|extremely|"
     r"such|genuinely|utterly|incredibly|thoroughly)\s+){0,3}"
 )
-_ADJECTIVES = (
-    "great",
-    "excellent",
-    "wonderful",
-    "brilliant",
-    "superb",
-    "amazing",
-    "fantastic",
-    "good",
-    "beautiful",
-    "enjoyable",
-    "outstanding",
-    "perfect",
-    "fun",
-    "funny",
-    "hilarious",
-    "moving",
-    "touching",
-    "charming",
-    "delightful",
-    "terrific",
-    "impressive",
-    "masterpiece",
-    "entertaining",
-    "fascinating",
-    "gripping",
-    "stunning",
-    "lovely",
-    "memorable",
-    "powerful",
-    "incredible",
-    "awesome",
-    "magnificent",
-    "marvelous",
-    "marvellous",
-    "engaging",
-    "masterful",
-    "clever",
-    "witty",
+_NOT_PREDICATES = frozenset(
+    {"best", "solid", "fine", "nice", "love", "loved", "like", "liked", "enjoyed", "recommend"}
+    | {"favorite", "favourite", "classic", "genius", "worth", "well", "strong"}
 )
+_ADJECTIVES = tuple(w for w in POSITIVE_WORDS if w not in _NOT_PREDICATES)
+"""Positive words that read as a predicate after "is"/"was" ("the film was superb"), so
+:func:`negate` can turn them into "was not superb"."""
 _COPULA = re.compile(
     r"\b(is|was|are|were)\s+(" + _ADVERBS + r"(?:" + "|".join(_ADJECTIVES) + r")\b)",
     re.IGNORECASE,

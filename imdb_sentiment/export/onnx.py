@@ -26,8 +26,8 @@ from imdb_sentiment.export.parity import (
     MIN_AGREEMENT,
     Parity,
     compare,
-    parity_reviews,
     probabilities,
+    reference_and_reviews,
     refuse_failed,
 )
 from imdb_sentiment.inference.backends import (
@@ -351,15 +351,7 @@ def export_onnx(
     require_onnxruntime()
     run_path = Path(run)
     check_destination(find_model_dir(run_path) / ONNX_DIR, quantize=opts.quantize is not None)
-    reference = Predictor.from_path(run_path, precision="fp32", batch_size=opts.batch_size)
-    texts, labels, source = parity_reviews(
-        run_path,
-        file=opts.file,
-        data_dir=opts.data_dir,
-        text_column=opts.text_column,
-        label_column=opts.label_column,
-        max_samples=opts.max_samples,
-    )
+    reference, texts, labels, source = reference_and_reviews(run_path, opts)
     out_dir = (reference.model_dir or run_path) / ONNX_DIR
     with _staging(out_dir) as staging:
         log(f"exporting {reference.model_dir or run_path} to ONNX (opset {OPSET})")

@@ -24,8 +24,8 @@ from imdb_sentiment.export.parity import (
     MAX_ACCURACY_DROP,
     Parity,
     compare,
-    parity_reviews,
     probabilities,
+    reference_and_reviews,
     refuse_failed,
 )
 from imdb_sentiment.hardware import cpu_name, int8_kernel
@@ -130,15 +130,7 @@ def export_torch_int8(run: str | Path, opts: ExportOptions, *, log: Log = print)
     from imdb_sentiment.export.onnx import ExportResult
 
     run_path = Path(run)
-    reference = Predictor.from_path(run_path, precision="fp32", batch_size=opts.batch_size)
-    texts, labels, source = parity_reviews(
-        run_path,
-        file=opts.file,
-        data_dir=opts.data_dir,
-        text_column=opts.text_column,
-        label_column=opts.label_column,
-        max_samples=opts.max_samples,
-    )
+    reference, texts, labels, source = reference_and_reviews(run_path, opts)
     model_dir = reference.model_dir or run_path
     log(
         f"dynamic int8 (per-channel weights) of {model_dir}; parity check on "
