@@ -165,6 +165,7 @@ def model_card(model_dir: Path, run_dir: Path | None = None) -> str:
         *_training_data(config, manifest),
         *_results_table(results),
         *_student(run_dir),
+        *_cpu_student(model_dir),
         *_drift_reference(run_dir),
         *_use_and_limitations(),
     ]
@@ -290,6 +291,35 @@ def _student(run_dir: Path | None) -> list[str]:
             f"{diff['high']:+.4f}); the two agree on {c['agreement']:.1%} of labels"
         )
     return lines
+
+
+# Written by export.cpu_student (a layer above, so the name is spelled out here).
+CPU_STUDENT_RECORD = Path("cpu_student") / "cpu_student.json"
+
+
+def _cpu_student(model_dir: Path) -> list[str]:
+    """The attached student that ``--precision auto`` runs on CPUs without native bf16."""
+    record = read_json_object(model_dir / CPU_STUDENT_RECORD)
+    if not record:
+        return []
+    layers = record.get("layers") or {}
+    diff = (record.get("accuracy_difference") or {}).get("difference")
+    cost = (
+        f", {-100 * diff:.2f} points below this model on {record.get('reviews', 0):,} "
+        "validation reviews"
+        if isinstance(diff, (int, float))
+        else ""
+    )
+    return [
+        "",
+        "## Student for CPUs without native bf16",
+        "",
+        f"`{CPU_STUDENT_RECORD.parent.as_posix()}/` holds a student distilled from this model "
+        f"(encoder layers {layers.get('kept')} of {layers.get('of')}{cost}), attached "
+        f"{record.get('attached_at', '?')}. `predict` and `serve` with `--precision auto` run it "
+        "instead of this model on CPUs without AMX or AVX512-BF16, and say so; any explicit "
+        "`--precision`, other CPUs, GPUs and `eval` run this model.",
+    ]
 
 
 # Written by monitoring.reference (a layer above, so the name is spelled out here).

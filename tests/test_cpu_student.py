@@ -69,6 +69,9 @@ def test_attaching_copies_the_student_and_records_its_cost(
     assert json.loads((folder / "config.json").read_text())["n_layers"] == 1
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert not hidden_leftovers(attached / "model")
+    card = (attached / "model" / "README.md").read_text()
+    assert "## Student for CPUs without native bf16" in card
+    assert "encoder layers [0] of 2, 0.50 points below this model" in card
     # Attaching again replaces the student whole, and leaves nothing behind.
     again = invoke(
         "export", str(attached), "--format", "cpu-student", "--student", record["student_run"]

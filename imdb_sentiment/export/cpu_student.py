@@ -22,7 +22,7 @@ from imdb_sentiment.atomic import write_json
 from imdb_sentiment.data.files import file_sha256
 from imdb_sentiment.errors import ConfigError, ModelError
 from imdb_sentiment.inference.cpu_student import MAX_STUDENT_DROP, RECORD, STUDENT_DIR, summary
-from imdb_sentiment.model_card import read_json_object
+from imdb_sentiment.model_card import read_json_object, write_model_card
 from imdb_sentiment.modeling.loading import InferenceSettings, find_model_dir
 
 if TYPE_CHECKING:
@@ -141,4 +141,5 @@ def export_cpu_student(run: str | Path, student: str | Path, *, log: Log = print
     }
     log(f"attaching {student_run}: {summary(record)}")
     files = _copy_in(student_dir, teacher_dir, record)
+    write_model_card(teacher_dir, teacher_run if teacher_run != teacher_dir else None)
     return ExportResult(out_dir=teacher_dir / STUDENT_DIR, files=files, source="student")

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from imdb_sentiment.hardware import cpu_has_native_bf16
-from imdb_sentiment.model_card import read_json_object
+from imdb_sentiment.model_card import CPU_STUDENT_RECORD, read_json_object
 
-STUDENT_DIR = "cpu_student"
+STUDENT_DIR = CPU_STUDENT_RECORD.parent.as_posix()
 """Folder, inside a saved model, that holds the attached student's model."""
-RECORD = "cpu_student.json"
+RECORD = CPU_STUDENT_RECORD.name
 """File, inside :data:`STUDENT_DIR`, recording where the student came from and what it costs."""
 MAX_STUDENT_DROP = 0.01
 """Most validation accuracy (a fraction: 0.01 is one point) a student may lose against the model
