@@ -24,17 +24,13 @@ from imdb_sentiment.errors import ConfigError, ModelError
 from imdb_sentiment.inference.cpu_student import MAX_STUDENT_DROP, RECORD, STUDENT_DIR, summary
 from imdb_sentiment.model_card import read_json_object, write_model_card
 from imdb_sentiment.modeling.loading import InferenceSettings, find_model_dir
+from imdb_sentiment.runs import run_of
 
 if TYPE_CHECKING:
     from imdb_sentiment.export.onnx import ExportResult, Log
 
 READS_ALIKE = ("max_length", "truncation", "head_tokens")
 """Inference settings a student must share with the model it stands in for."""
-
-
-def _run_of(model_dir: Path) -> Path:
-    """The run directory holding ``model_dir`` (itself for a bare model folder)."""
-    return model_dir.parent if model_dir.name == "model" else model_dir
 
 
 def _student_block(student_run: Path) -> dict[str, Any]:
@@ -123,7 +119,7 @@ def export_cpu_student(run: str | Path, student: str | Path, *, log: Log = print
 
     teacher_dir = find_model_dir(run)
     student_dir = find_model_dir(student)
-    teacher_run, student_run = _run_of(teacher_dir), _run_of(student_dir)
+    teacher_run, student_run = run_of(teacher_dir), run_of(student_dir)
     block = _student_block(student_run)
     _check_teacher(block, teacher_run, student_run)
     _check_reading(teacher_dir, student_dir)

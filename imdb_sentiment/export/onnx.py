@@ -26,8 +26,8 @@ from imdb_sentiment.export.parity import (
     MIN_AGREEMENT,
     Parity,
     compare,
+    parity_reviews,
     probabilities,
-    reference_and_reviews,
     refuse_failed,
 )
 from imdb_sentiment.inference.backends import (
@@ -241,6 +241,22 @@ class ExportResult:
     files: list[Path]
     parity: list[Parity] = field(default_factory=list)
     source: str = ""
+
+
+def reference_and_reviews(
+    run: Path, opts: ExportOptions
+) -> tuple[Predictor, list[str], np.ndarray | None, str]:
+    """The fp32 PyTorch model every export is checked against, and the reviews to check on."""
+    reference = Predictor.from_path(run, precision="fp32", batch_size=opts.batch_size)
+    texts, labels, source = parity_reviews(
+        run,
+        file=opts.file,
+        data_dir=opts.data_dir,
+        text_column=opts.text_column,
+        label_column=opts.label_column,
+        max_samples=opts.max_samples,
+    )
+    return reference, texts, labels, source
 
 
 class _ParityCheck:

@@ -12,7 +12,6 @@ from imdb_sentiment.errors import DataError, ModelError
 from imdb_sentiment.text import predicted_labels
 
 if TYPE_CHECKING:
-    from imdb_sentiment.export.onnx import ExportOptions
     from imdb_sentiment.inference.predictor import Predictor
 
 MIN_AGREEMENT = 0.995
@@ -124,24 +123,6 @@ def _from_validation(folder: Path) -> tuple[list[str], np.ndarray]:
             f"{exc} (the parity check needs validation reviews; pass --data DIR or --file PATH)"
         ) from None
     return frame["text"].tolist(), frame["label"].to_numpy()
-
-
-def reference_and_reviews(
-    run: Path, opts: ExportOptions
-) -> tuple[Predictor, list[str], np.ndarray | None, str]:
-    """The fp32 PyTorch model every export is checked against, and the reviews to check on."""
-    from imdb_sentiment.inference.predictor import Predictor
-
-    reference = Predictor.from_path(run, precision="fp32", batch_size=opts.batch_size)
-    texts, labels, source = parity_reviews(
-        run,
-        file=opts.file,
-        data_dir=opts.data_dir,
-        text_column=opts.text_column,
-        label_column=opts.label_column,
-        max_samples=opts.max_samples,
-    )
-    return reference, texts, labels, source
 
 
 def parity_reviews(

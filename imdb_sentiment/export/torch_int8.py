@@ -25,7 +25,6 @@ from imdb_sentiment.export.parity import (
     Parity,
     compare,
     probabilities,
-    reference_and_reviews,
     refuse_failed,
 )
 from imdb_sentiment.hardware import cpu_name, int8_kernel
@@ -127,7 +126,7 @@ def search_plan(candidates: _Candidates, log: Log) -> tuple[list[str], Parity, l
 
 def export_torch_int8(run: str | Path, opts: ExportOptions, *, log: Log = print) -> ExportResult:
     """Measure which Linear layers may run in int8 and write the plan if it passes parity."""
-    from imdb_sentiment.export.onnx import ExportResult
+    from imdb_sentiment.export.onnx import ExportResult, reference_and_reviews
 
     run_path = Path(run)
     reference, texts, labels, source = reference_and_reviews(run_path, opts)

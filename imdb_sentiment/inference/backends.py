@@ -115,8 +115,12 @@ class TorchModel:
         device: str | None = None,
         precision: str = "auto",
         int8_plan: dict[str, Any] | None = None,
+        student: dict[str, Any] | None = None,
     ) -> None:
-        """Move ``module`` to ``device`` (CUDA when available) in ``precision``, in eval mode."""
+        """Move ``module`` to ``device`` (CUDA when available) in ``precision``, in eval mode.
+
+        ``student``: the attached student's record when ``module`` is that student.
+        """
         import torch
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -124,7 +128,7 @@ class TorchModel:
             precision, self.device.type, int8_ready=int8_plan is not None
         )
         self.module = module
-        self.student: dict[str, Any] | None = None
+        self.student = student
         """The attached student's record when this is that student (:mod:`.cpu_student`)."""
         as_module: torch.nn.Module = module
         as_module.to(self.device)
@@ -203,8 +207,9 @@ class OnnxModel:
         name = INT8_FILE if quantized else FP32_FILE
         path = Path(model_dir) / ONNX_DIR / name
         if not path.is_file():
-            run = Path(model_dir)
-            run = run.parent if run.name == "model" else run
+            from imdb_sentiment.runs import run_of
+
+            run = run_of(Path(model_dir))
             flag = " --quantize int8" if quantized else ""
             raise ModelError(
                 f"no {name} in {path.parent}; create it with: "
@@ -274,8 +279,13 @@ def load_backend(
             )
         ):
             plan = None
-        runtime = TorchModel(module, device=device, precision=precision, int8_plan=plan)
-        runtime.student = student[1] if student else None
+        runtime = TorchModel(
+            module,
+            device=device,
+            precision=precision,
+            int8_plan=plan,
+            student=student[1] if student else None,
+        )
         return runtime, tokenizer, settings, model_dir
     model_dir = find_model_dir(path)
     onnx = OnnxModel.load(model_dir, quantized=backend == "onnx-int8")

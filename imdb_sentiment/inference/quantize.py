@@ -87,8 +87,10 @@ def require_plan(model_dir: str | Path | None) -> dict[str, Any]:
     """The passed int8 plan, or :class:`ModelError` saying how to create it."""
     plan = read_plan(model_dir)
     if plan is None:
+        from imdb_sentiment.runs import run_of
+
         where = Path(model_dir) if model_dir is not None else Path("MODEL")
-        run = where.parent if where.name == "model" else where
+        run = run_of(where)
         raise ModelError(
             f"no int8 plan that passed the parity check in {where}; create it with: "
             f"imdb-sentiment export {run} --format torch-int8"

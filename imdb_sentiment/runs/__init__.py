@@ -277,6 +277,11 @@ def resolve_run(path: str | Path | None, runs_dir: str | Path | None = None) -> 
     return run
 
 
+def run_of(path: Path) -> Path:
+    """The run directory holding a model folder (``RUN/model``); any other path as it is."""
+    return path.parent if path.name == "model" else path
+
+
 def run_data_dir(run: Path) -> Path:
     """The prepared-data folder a run was trained on (from its saved config)."""
     cfg_path = run / "config.yaml"

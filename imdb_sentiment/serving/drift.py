@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from imdb_sentiment.errors import ImdbSentimentError, MissingExtraError
 from imdb_sentiment.monitoring.drift import MIN_BATCH
 from imdb_sentiment.monitoring.reference import REFERENCE_DIR, REFERENCE_FILE
+from imdb_sentiment.runs import run_of
 from imdb_sentiment.serving.telemetry import log
 
 try:
@@ -39,7 +40,7 @@ def reference_run(run_path: Path) -> Path:
     for candidate in (run_path, run_path.parent):
         if (candidate / REFERENCE_DIR / REFERENCE_FILE).is_file():
             return candidate
-    return run_path.parent if run_path.name == "model" else run_path
+    return run_of(run_path)
 
 
 def open_window(run_path: Path, options: ServeOptions) -> tuple[DriftWindow | None, str | None]:
